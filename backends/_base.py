@@ -1,0 +1,140 @@
+"""The Backend interface shared by every adapter, and the host-transfer counter."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class TransferCount:
+    """How many times data crossed between host and device.
+
+    ``to_host`` counts :meth:`Backend.to_numpy` calls (each one is a device
+    synchronisation on a GPU); ``to_device`` counts :meth:`Backend.asarray` calls
+    that were given host (NumPy) data.
+    """
+
+    to_host: int = 0
+    to_device: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.to_host + self.to_device
+
+
+_active_counters: list[TransferCount] = []
+
+
+@contextlib.contextmanager
+def count_transfers() -> Iterator[TransferCount]:
+    """Count host<->device transfers made through any backend inside the block.
+
+    Examples
+    --------
+    >>> with count_transfers() as count:
+    ...     model.fit(X, y, epochs=2)
+    >>> count.to_host, count.to_device
+    """
+    counter = TransferCount()
+    _active_counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _active_counters.remove(counter)
+
+
+def _record(direction: str) -> None:
+    for counter in _active_counters:
+        setattr(counter, direction, getattr(counter, direction) + 1)
+
+
+class Backend:
+    """An array library plus one of its devices.
+
+    Subclasses set :attr:`name`, :attr:`xp` (an Array-API namespace),
+    :attr:`device`, :attr:`inplace` (whether arrays may be mutated in place, which
+    lets optimizers skip parameter-sized temporaries) and implement the
+    ``_to_host`` / ``_from_host`` / ``generator`` / ``uniform`` hooks.
+    """
+
+    name: str = ""
+    xp: Any = None
+    device: Any = None
+    inplace: bool = False
+
+    # -- what subclasses provide -------------------------------------------------
+    def _from_host(self, array: np.ndarray, dtype: Any) -> Any:
+        return self.xp.asarray(array, dtype=dtype, device=self.device)
+
+    def _to_host(self, array: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def generator(self, seed: int) -> Any:
+        """Return the library's native random generator, seeded."""
+        raise NotImplementedError
+
+    def uniform(self, generator: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Uniform samples in [0, 1) on this device, from a native generator.
+
+        The Array API standard has no random numbers, so each adapter uses its
+        library's own generator (dropout masks are drawn every step).
+        """
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (benchmarks call this before reading a clock)."""
+
+    # -- shared behaviour ------------------------------------------------------
+    @property
+    def device_name(self) -> str:
+        return str(self.device)
+
+    def dtype(self, name: str | Any) -> Any:
+        """Return the namespace's dtype object for ``"float32"``, ``"int64"`` ..."""
+        if not isinstance(name, str):
+            return name
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise ValueError(f"unknown dtype {name!r} for backend {self.name}") from None
+
+    def asarray(self, array: Any, dtype: Any = None) -> Any:
+        """Put ``array`` on this backend's device (a counted transfer if it is host data).
+
+        Parameters
+        ----------
+        array : array_like
+            NumPy array, Python scalar or sequence, or an array already on this
+            backend.
+        dtype : str or dtype, optional
+            Target dtype; by default the input's.
+        """
+        dtype = self.dtype(dtype) if dtype is not None else None
+        if isinstance(array, np.ndarray | np.generic | list | tuple | int | float):
+            _record("to_device")
+            host = np.asarray(array)
+            return self._from_host(host, dtype)
+        return self.xp.asarray(array, dtype=dtype, device=self.device)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy a device array to a NumPy array: the one device-to-host exit."""
+        _record("to_host")
+        return self._to_host(array)
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device_name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Backend)
+            and self.name == other.name
+            and self.device_name == other.device_name
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.device_name))

@@ -1,0 +1,36 @@
+"""portnet: a from-scratch neural-network library written once against the Python Array API.
+
+The same layers, losses, regularizers and optimizers run on NumPy, CuPy,
+PyTorch and array-api-strict. Pick the backend once with :func:`get_backend`
+(or ``$PORTNET_BACKEND``); everything else follows the arrays.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
+from .errors import BackendError, DeviceMismatchError, InputError, ModelFileError, PortnetError
+from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
+from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
+from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
+from .metrics import accuracy, confusion_matrix, precision_recall_f1
+from .model import Model, mlp
+from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
+from .regularizers import L1, L2
+from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
+from .train import Callback, History, ProgressLogger, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "L1", "L2", "SGD", "Adam", "Backend", "BackendError", "Callback", "Constant", "Context",
+    "CosineDecay", "Dense", "DeviceMismatchError", "Dropout", "ExponentialDecay", "History",
+    "Identity", "InputError", "Layer", "LeakyReLU", "MeanSquaredError", "Model", "ModelFileError",
+    "Momentum", "Nesterov", "Optimizer", "PortnetError", "ProgressLogger", "RMSProp",
+    "RandomStream", "ReLU", "Sequential", "Sigmoid", "SigmoidBinaryCrossEntropy", "Softmax",
+    "SoftmaxCrossEntropy", "StepDecay", "Tanh", "Trainer", "accuracy", "available_backends",
+    "backend_of", "check_layer_gradients", "confusion_matrix", "count_transfers", "errors",
+    "format_gradient_table", "get_activation", "get_backend", "get_loss", "get_optimizer",
+    "gradient_check", "mlp", "precision_recall_f1",
+]

@@ -1,0 +1,199 @@
+r"""Gradient checks by central differences, in float64.
+
+.. math:: \frac{\partial E}{\partial w} \approx \frac{E(w + \epsilon) - E(w - \epsilon)}{2\epsilon}
+
+compared with the backprop gradient. Entries are perturbed through a host copy
+(the standard has no scatter / in-place index update that every backend honours);
+this is a diagnostic, so the transfers do not matter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .layers import Context, Layer
+
+
+@dataclasses.dataclass
+class GradientCheckRow:
+    """One checked entry: where it is and the two gradients."""
+
+    layer: int
+    param: str
+    index: tuple[int, ...]
+    backprop: float
+    numerical: float
+
+    @property
+    def abs_diff(self) -> float:
+        return abs(self.backprop - self.numerical)
+
+    @property
+    def rel_error(self) -> float:
+        scale = max(abs(self.backprop) + abs(self.numerical), 1e-12)
+        return self.abs_diff / scale
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    r""":math:`\lVert a - b\rVert / \max(\lVert a\rVert + \lVert b\rVert, 10^{-12})` over whole arrays."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+
+
+def _require_float64(backend) -> Any:
+    try:
+        return backend.asarray(np.zeros(1), "float64") is not None and backend.dtype("float64")
+    except Exception as exc:
+        raise InputError(f"Gradient checks run in float64, which {backend} does not support ({exc}); "
+                         "run them on a CPU backend.") from None
+
+
+def numerical_gradient(f, x_host: np.ndarray, eps: float, indices=None) -> np.ndarray:
+    """Central differences of the scalar function ``f(host array)`` at ``x_host``.
+
+    ``indices`` limits the entries perturbed (all by default); others stay 0.
+    """
+    grad = np.zeros_like(x_host, dtype=np.float64)
+    for index in (np.ndindex(x_host.shape) if indices is None else indices):
+        original = x_host[index]
+        x_host[index] = original + eps
+        plus = f(x_host)
+        x_host[index] = original - eps
+        minus = f(x_host)
+        x_host[index] = original
+        grad[index] = (plus - minus) / (2.0 * eps)
+    return grad
+
+
+def check_layer_gradients(layer: Layer, x: Any, params: dict[str, Any] | None = None, *,
+                          backend, eps: float = 1e-6, seed: int = 0) -> dict[str, float]:
+    r"""Relative error of every gradient of a layer (input and parameters), in float64.
+
+    Uses the scalar :math:`E = \sum_{ij} y_{ij} r_{ij}` with a fixed random ``r``, whose
+    gradient with respect to the output is ``r``.
+
+    Parameters
+    ----------
+    layer : Layer
+    x : array_like
+        Host input (converted to float64 on ``backend``).
+    params : dict, optional
+        Host parameters; by default ``layer.init`` with ``seed``.
+    backend : Backend
+
+    Returns
+    -------
+    dict
+        ``{"x": err, "<param>": err, ...}``.
+    """
+    f64 = _require_float64(backend)
+    xp = backend.xp
+    rng = np.random.default_rng(seed)
+    host_params = {k: np.array(v, dtype=np.float64) for k, v in
+                   (layer.init(rng) if params is None else params).items()}
+    x_host = np.array(x, dtype=np.float64)
+    ctx = Context(xp=xp, training=False, need_input_grad=True)
+
+    def run(x_h, p_h):
+        p_dev = {k: backend.asarray(v, f64) for k, v in p_h.items()}
+        return layer.forward(p_dev, backend.asarray(x_h, f64), ctx)
+
+    y, backprop = run(x_host, host_params)
+    r = rng.normal(size=tuple(y.shape))
+    dx, grads = backprop(backend.asarray(r, f64))
+
+    def objective(x_h, p_h):
+        return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))
+
+    errors = {"x": relative_error(backend.to_numpy(dx),
+                                  numerical_gradient(lambda v: objective(v, host_params), x_host, eps))}
+    for key in host_params:
+        def f(v, key=key):
+            return objective(x_host, {**host_params, key: v})
+        errors[key] = relative_error(backend.to_numpy(grads[key]),
+                                     numerical_gradient(f, host_params[key], eps))
+    return errors
+
+
+def gradient_check(model, X: Any, y: Any, *, entries: list[tuple[int, str, tuple[int, ...]]] | None = None,
+                   n_per_param: int = 2, eps: float = 1e-5, seed: int = 0) -> list[GradientCheckRow]:
+    """Compare backprop with central differences on chosen or random weights of a model.
+
+    The objective is the model's training loss (data loss plus penalties) on
+    ``X, y``, computed in float64 on the model's backend from its current weights.
+
+    Parameters
+    ----------
+    model : Model
+    X, y : array_like
+        A small batch (host arrays).
+    entries : list of (layer, param, index), optional
+        The entries to check; by default ``n_per_param`` random entries of every
+        parameter (S1's Table 3 / S2's Table 1 check a few per kind).
+    eps : float
+        Finite-difference step.
+
+    Returns
+    -------
+    list of GradientCheckRow
+    """
+    from .model import Model
+
+    backend = model.backend
+    _require_float64(backend)
+    weights = model.get_weights()
+    model64 = Model(model.network, loss=model.loss, optimizer="sgd",
+                    regularizers=model.regularizers, backend=backend, dtype="float64")
+    model64.set_weights(weights)
+    X_dev = model64._prepare_X(np.asarray(X, dtype=np.float64))
+    y_dev = model64._prepare_y(np.asarray(y), X_dev.shape[0])
+    trainer, xp = model64.trainer, backend.xp
+    n_train = model64._n_trainable()
+    host = [{k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in weights[:n_train]]
+    ctx = Context(xp=xp, training=False, need_input_grad=False)
+
+    def objective(host_params) -> float:
+        params = model64._to_device(host_params)
+        outputs, _ = trainer.network.forward(params, X_dev, ctx)
+        loss = trainer.loss(outputs, y_dev)[0]
+        if trainer.regularizers:
+            loss = loss + trainer.penalty(xp, params)
+        return float(backend.to_numpy(loss))
+
+    params = model64._to_device(host)
+    outputs, backprop = trainer.network.forward(params, X_dev, ctx)
+    _, grads = backprop(trainer.loss(outputs, y_dev)[1])
+    if trainer.regularizers:
+        grads = trainer._add_penalty_grads(xp, params, grads)
+    if entries is None:
+        rng = np.random.default_rng(seed)
+        entries = []
+        for i, layer in enumerate(host):
+            for key, value in layer.items():
+                for _ in range(n_per_param):
+                    entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
+    rows = []
+    for i, key, index in entries:
+        analytic = backend.to_numpy(grads[i][key])[index]
+
+        def f(v, i=i, key=key):
+            return objective([{**layer, key: v} if j == i else layer for j, layer in enumerate(host)])
+
+        numeric = numerical_gradient(f, host[i][key], eps, indices=[index])[index]
+        rows.append(GradientCheckRow(i, key, tuple(index), float(analytic), float(numeric)))
+    return rows
+
+
+def format_gradient_table(rows: list[GradientCheckRow], names: dict[tuple[int, str], str] | None = None) -> str:
+    """A Markdown table like S1's Table 3: backprop vs numerical gradient per entry."""
+    lines = ["| weight | index | backprop | numerical | abs. difference | rel. error |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        label = (names or {}).get((row.layer, row.param), f"layer {row.layer} {row.param}")
+        lines.append(f"| {label} | {', '.join(map(str, row.index))} | {row.backprop:.6e} | "
+                     f"{row.numerical:.6e} | {row.abs_diff:.3e} | {row.rel_error:.2e} |")
+    return "\n".join(lines)

@@ -1,0 +1,269 @@
+"""Layers: each forward returns its output and a backprop closure.
+
+A layer object holds only configuration. Its parameters live outside it, in a
+dict of arrays, so the same layer runs on any backend and optimizers can treat
+all parameters alike (the thinc / micrograd style: no autograd engine).
+
+``forward(params, x, ctx) -> (y, backprop)`` and ``backprop(dy) -> (dx, grads)``,
+where ``grads`` has the keys of ``params``. ``dx`` is ``None`` when
+``ctx.need_input_grad`` is false (the first layer: nobody needs the gradient of
+the data, and skipping it saves the largest matrix product of the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._array import namespace_of
+
+Backprop = Callable[[Any], tuple[Any, dict[str, Any]]]
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+@dataclasses.dataclass
+class Context:
+    """What a forward pass needs besides parameters and input.
+
+    Attributes
+    ----------
+    xp : namespace
+        The Array-API namespace of the input.
+    training : bool
+        Training mode (dropout active) or inference.
+    random : RandomStream or None
+        Per-step randomness, needed only by dropout in training mode.
+    need_input_grad : bool
+        Whether backprop must return the gradient with respect to the input.
+    """
+
+    xp: Any
+    training: bool = False
+    random: Any = None
+    need_input_grad: bool = True
+
+
+class RandomStream:
+    """A backend's native random generator, seeded once, for per-step randomness."""
+
+    def __init__(self, backend, seed: int) -> None:
+        self.backend = backend
+        self.generator = backend.generator(seed)
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.backend.uniform(self.generator, shape, dtype)
+
+
+class Layer:
+    """Base class: stateless configuration plus forward/backprop maths."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def init(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Create this layer's parameters on the host, in float64 (none by default)."""
+        return {}
+
+    def forward(self, params: dict[str, Any], x: Any, ctx: Context) -> tuple[Any, Backprop]:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serialisable, used by save/load."""
+        return {}
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        """Parameters that regularizers and weight decay act on (not biases)."""
+        return ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def layer_from_config(spec: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``{"class": name, "config": {...}}``."""
+    try:
+        cls = _REGISTRY[spec["class"]]
+    except KeyError:
+        raise ValueError(f"unknown layer class {spec.get('class')!r}") from None
+    return cls(**spec.get("config", {}))
+
+
+_INITS = ("he", "glorot", "normal", "zeros")
+
+
+class Dense(Layer):
+    r"""Fully connected layer :math:`y = x W + b`.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths; ``W`` has shape ``(n_in, n_out)``.
+    init : {"he", "glorot", "normal", "zeros"}
+        Weight initialisation: He normal :math:`\mathcal N(0, 2/n_{in})` (for ReLU),
+        Glorot uniform :math:`\mathcal U(\pm\sqrt{6/(n_{in}+n_{out})})` (for tanh and
+        sigmoid), normal :math:`\mathcal N(0, \sigma^2)` with ``std``, or zeros.
+    bias : bool
+        Whether to add the bias ``b`` (initialised to zero).
+    std : float
+        Standard deviation for ``init="normal"``.
+
+    Notes
+    -----
+    Backprop: :math:`\partial W = x^\top \delta`, :math:`\partial b = \sum_n \delta_n`,
+    :math:`\partial x = \delta W^\top`.
+    """
+
+    def __init__(self, n_in: int, n_out: int, init: str = "he", bias: bool = True, std: float = 0.01):
+        if int(n_in) < 1 or int(n_out) < 1:
+            raise ValueError(f"Dense widths must be positive, got n_in={n_in}, n_out={n_out}")
+        if init not in _INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(_INITS)}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.init_scheme, self.bias, self.std = init, bool(bias), float(std)
+
+    def init(self, rng):
+        shape = (self.n_in, self.n_out)
+        if self.init_scheme == "he":
+            W = rng.normal(0.0, math.sqrt(2.0 / self.n_in), size=shape)
+        elif self.init_scheme == "glorot":
+            limit = math.sqrt(6.0 / (self.n_in + self.n_out))
+            W = rng.uniform(-limit, limit, size=shape)
+        elif self.init_scheme == "normal":
+            W = rng.normal(0.0, self.std, size=shape)
+        else:
+            W = np.zeros(shape)
+        params = {"W": W}
+        if self.bias:
+            params["b"] = np.zeros(self.n_out)
+        return params
+
+    @property
+    def weight_names(self):
+        return ("W",)
+
+    def forward(self, params, x, ctx):
+        xp = ctx.xp
+        W = params["W"]
+        y = xp.matmul(x, W)
+        if self.bias:
+            y = y + params["b"]
+        need_dx = ctx.need_input_grad
+
+        def backprop(dy):
+            grads = {"W": xp.matmul(xp.matrix_transpose(x), dy)}
+            if self.bias:
+                grads["b"] = xp.sum(dy, axis=0)
+            dx = xp.matmul(dy, xp.matrix_transpose(W)) if need_dx else None
+            return dx, grads
+
+        return y, backprop
+
+    def get_config(self):
+        return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init_scheme,
+                "bias": self.bias, "std": self.std}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``rate`` and
+    scale the survivors by ``1 / (1 - rate)``; in inference, the identity.
+
+    The mask comes from the backend's native generator (the standard has no RNG).
+    """
+
+    def __init__(self, rate: float = 0.5):
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def forward(self, params, x, ctx):
+        xp = ctx.xp
+        if not ctx.training or self.rate == 0.0:
+            return x, lambda dy: (dy, {})
+        if ctx.random is None:
+            raise ValueError("Dropout in training mode needs ctx.random (a RandomStream)")
+        keep = ctx.random.uniform(tuple(x.shape), x.dtype) >= self.rate
+        scale = 1.0 / (1.0 - self.rate)
+        y = xp.where(keep, x * scale, 0.0)
+
+        def backprop(dy):
+            return xp.where(keep, dy * scale, 0.0), {}
+
+        return y, backprop
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
+class Sequential(Layer):
+    """A chain of layers of any depth; itself a layer, so chains nest.
+
+    Parameters are a list with one dict per layer.
+    """
+
+    def __init__(self, layers: list[Layer]):
+        flat: list[Layer] = []
+        for layer in layers:
+            if isinstance(layer, dict):  # a saved {"class", "config"} spec
+                layer = layer_from_config(layer)
+            if isinstance(layer, Sequential):
+                # Nested chains are flattened so parameters stay one dict per layer.
+                flat.extend(layer.layers)
+            elif isinstance(layer, Layer):
+                flat.append(layer)
+            else:
+                raise TypeError(f"Sequential takes Layer objects, got {type(layer).__name__}")
+        if not flat:
+            raise ValueError("Sequential needs at least one layer")
+        self.layers = flat
+
+    def init(self, rng):
+        return [layer.init(rng) for layer in self.layers]
+
+    @property
+    def n_in(self) -> int | None:
+        """Input width of the first layer that declares one."""
+        for layer in self.layers:
+            if hasattr(layer, "n_in"):
+                return layer.n_in
+        return None
+
+    @property
+    def n_out(self) -> int | None:
+        for layer in reversed(self.layers):
+            if hasattr(layer, "n_out"):
+                return layer.n_out
+        return None
+
+    def forward(self, params, x, ctx):
+        # One check at the entry: data and weights must share a library and a device.
+        first = next((v for layer in params for v in layer.values()), None)
+        namespace_of(x, first)
+        backprops = []
+        for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            need = ctx.need_input_grad if i == 0 else True
+            inner = dataclasses.replace(ctx, need_input_grad=need) if need != ctx.need_input_grad else ctx
+            x, back = layer.forward(p, x, inner)
+            backprops.append(back)
+
+        def backprop(dy):
+            grads = [None] * len(backprops)
+            for i in range(len(backprops) - 1, -1, -1):
+                dy, grads[i] = backprops[i](dy)
+            return dy, grads
+
+        return x, backprop
+
+    def get_config(self):
+        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    def __repr__(self):
+        inner = ",\n    ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n    {inner},\n])"

@@ -1,0 +1,80 @@
+"""The backend test matrix of DESIGN.md: one pytest process, every case visible.
+
+Each case is a ``pytest.param`` with an id; cases whose library or device is
+missing are skipped with the reason, so ``pytest -ra`` shows them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portnet
+from portnet.errors import BackendError
+
+# (id, backend name, device)
+BACKEND_CASES = [
+    ("numpy", "numpy", None),
+    ("strict", "array_api_strict", "CPU_DEVICE"),
+    ("strict-device1", "array_api_strict", "device1"),
+    ("strict-nof64", "array_api_strict", "no_float64"),
+    ("torch-cpu", "torch", "cpu"),
+    ("cupy", "cupy", "cuda:0"),
+]
+
+
+def _load(name, device):
+    try:
+        return portnet.get_backend(name, device)
+    except BackendError as exc:
+        pytest.skip(f"{name} on {device}: {exc}")
+
+
+@pytest.fixture(params=[pytest.param(case[1:], id=case[0]) for case in BACKEND_CASES])
+def backend(request):
+    """Every backend case of the matrix."""
+    return _load(*request.param)
+
+
+# Float64 gradient checks are meaningless on a device without float64.
+F64_CASES = [case for case in BACKEND_CASES if case[0] != "strict-nof64"]
+
+
+@pytest.fixture(params=[pytest.param(case[1:], id=case[0]) for case in F64_CASES])
+def backend64(request):
+    """Every backend case that has float64."""
+    return _load(*request.param)
+
+
+@pytest.fixture
+def numpy_backend():
+    return portnet.get_backend("numpy")
+
+
+def assert_on_backend(array, backend, dtype=None, shape=None):
+    """Namespace, device, dtype and shape of a result, checked before its values."""
+    import array_api_compat
+
+    assert array_api_compat.array_namespace(array) is backend.xp or (
+        array_api_compat.array_namespace(array).__name__ == backend.xp.__name__
+    ), f"result is in {array_api_compat.array_namespace(array)}, expected {backend.xp}"
+    assert str(array_api_compat.device(array)) == str(backend.device), (
+        f"result on {array_api_compat.device(array)}, expected {backend.device}"
+    )
+    if dtype is not None:
+        assert array.dtype == backend.dtype(dtype), f"dtype {array.dtype}, expected {dtype}"
+    if shape is not None:
+        assert tuple(array.shape) == tuple(shape), f"shape {tuple(array.shape)}, expected {shape}"
+
+
+def tolerance(dtype_name: str) -> dict:
+    return {"rtol": 1e-4, "atol": 1e-5} if dtype_name == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+
+
+def synthetic_classification(n=600, n_features=20, n_classes=10, seed=0):
+    """A learnable 10-class problem: labels from a random linear map plus noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features)).astype(np.float32)
+    W = rng.normal(size=(n_features, n_classes))
+    y = np.argmax(X @ W + 0.5 * rng.normal(size=(n, n_classes)), axis=1).astype(np.int64)
+    return X, y
