@@ -109,11 +109,15 @@ def get_backend(name: str | None = None, device: str | None = None) -> Backend:
         The name is unknown, the library is not installed, or the device is
         missing. portnet never falls back to another backend silently.
     """
-    if name is None or name == "":
-        name = os.environ.get("PORTNET_BACKEND") or "numpy"
-    if device is None or device == "":
+    env_name = os.environ.get("PORTNET_BACKEND") or "numpy"
+    from_env = not name
+    name = _canonical(name or env_name)
+    env_key = env_name.strip().lower()
+    if not device and (from_env or name == _ALIASES.get(env_key, env_key)):
+        # $PORTNET_DEVICE belongs to $PORTNET_BACKEND: `--backend numpy` with
+        # PORTNET_BACKEND=torch PORTNET_DEVICE=cuda must not ask numpy for cuda.
         device = os.environ.get("PORTNET_DEVICE") or None
-    return _LOADERS[_canonical(name)](device)
+    return _LOADERS[name](device or None)
 
 
 def available_backends() -> dict[str, str]:

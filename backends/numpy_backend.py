@@ -24,7 +24,8 @@ class NumpyBackend(Backend):
         return np.asarray(array, dtype=dtype)
 
     def _to_host(self, array):
-        return np.asarray(array)
+        # A copy, as from a GPU: the caller may keep it while in-place updates go on.
+        return np.array(array, copy=True)
 
     def generator(self, seed):
         return np.random.default_rng(seed)

@@ -23,7 +23,8 @@ class TorchBackend(Backend):
         return tensor.to(device=self.device, dtype=dtype)
 
     def _to_host(self, array):
-        return array.detach().to("cpu").numpy()
+        # .numpy() of a CPU tensor shares its memory; copy, as a GPU transfer would.
+        return array.detach().to("cpu").numpy().copy()
 
     def generator(self, seed):
         gen = self.torch.Generator(device=self.device)

@@ -16,7 +16,7 @@ from .losses import Loss, get_loss
 from .optim import Optimizer, get_optimizer
 from .regularizers import Regularizer, get_regularizers
 from .train import Callback, History, ProgressLogger, Trainer, fit_loop
-from .validation import as_host, check_features, check_targets
+from .validation import as_host, check_feature_shape, check_features, check_targets
 
 
 class Model:
@@ -138,21 +138,41 @@ class Model:
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):
-        """Validate features on the host once, then put them on the device once."""
-        if not isinstance(X, np.ndarray | list | tuple):
-            self._check_on_backend(X, name)
-        host = as_host(self.backend, X)
-        check_features(host, self.n_in, name)
+        """Validate features once, then put them on the device once.
+
+        Host data is checked on the host; device data is checked with one device
+        reduction (a 0-d read) instead of a full copy back to the host.
+        """
         if isinstance(X, np.ndarray | list | tuple):
+            host = np.asarray(X)
+            check_features(host, self.n_in, name)
             return self.backend.asarray(host, self.dtype)
-        return self.backend.xp.astype(X, self.dtype)
+        self._check_on_backend(X, name)
+        xp = self.backend.xp
+        check_feature_shape(X.shape, self.n_in, name)
+        X = xp.astype(X, self.dtype)
+        if not bool(self.backend.to_numpy(xp.all(xp.isfinite(X)))):
+            raise InputError(f"{name} contains NaN or infinite values: clean or impute them first.")
+        return X
 
     def _prepare_y(self, y: Any, n_samples: int, name: str = "y"):
-        if not isinstance(y, np.ndarray | list | tuple):
-            self._check_on_backend(y, name)
-        host = check_targets(as_host(self.backend, y), self.loss.name, self.n_out, n_samples, name)
-        dtype = "int64" if host.dtype == np.int64 else self.dtype
-        return self.backend.asarray(host, dtype)
+        """Validate targets (labels in range) once, then put them on the device once."""
+        loss = self.loss.name
+        if isinstance(y, np.ndarray | list | tuple):
+            host = check_targets(np.asarray(y), loss, self.n_out, n_samples, name)
+            return self.backend.asarray(host, "int64" if host.dtype == np.int64 else self.dtype)
+        self._check_on_backend(y, name)
+        xp = self.backend.xp
+        integer_labels = loss == "softmax_cross_entropy" and y.ndim == 1
+        if integer_labels:
+            # Only the range matters for labels already on the device: read min and max.
+            low_high = self.backend.to_numpy(xp.stack([xp.min(y), xp.max(y)]))
+            check_targets(low_high, loss, self.n_out, 2, name)
+            if y.shape[0] != n_samples:
+                raise InputError(f"{name} has {y.shape[0]} entries but X has {n_samples} samples.")
+            return xp.astype(y, xp.int64)
+        host = check_targets(as_host(self.backend, y), loss, self.n_out, n_samples, name)
+        return self.backend.asarray(host, self.dtype)
 
     def _check_on_backend(self, array: Any, name: str) -> None:
         probe = self.params[0].get("W", next((v for p in self.params for v in p.values()), None))

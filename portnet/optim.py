@@ -21,7 +21,7 @@ from .schedules import Schedule, as_schedule
 
 
 class Optimizer:
-    """Base optimizer.
+    r"""Base optimizer.
 
     Parameters
     ----------

@@ -13,18 +13,24 @@ import numpy as np
 from .errors import InputError
 
 
-def check_features(X_host: np.ndarray, n_in: int | None, name: str = "X") -> None:
-    """Raise :class:`InputError` unless ``X_host`` is a finite, non-empty (N, n_in) float array."""
-    if X_host.ndim != 2:
-        hint = " (flatten images first, e.g. X.reshape(len(X), -1))" if X_host.ndim > 2 else ""
-        raise InputError(f"{name} must be 2-D (samples x features), got shape {X_host.shape}{hint}.")
-    if X_host.shape[0] == 0:
+def check_feature_shape(shape: tuple[int, ...], n_in: int | None, name: str = "X") -> None:
+    """Raise :class:`InputError` unless ``shape`` is a non-empty ``(N, n_in)``."""
+    shape = tuple(shape)
+    if len(shape) != 2:
+        hint = " (flatten images first, e.g. X.reshape(len(X), -1))" if len(shape) > 2 else ""
+        raise InputError(f"{name} must be 2-D (samples x features), got shape {shape}{hint}.")
+    if shape[0] == 0:
         raise InputError(f"{name} is empty (0 samples): there is nothing to train on or evaluate.")
-    if n_in is not None and X_host.shape[1] != n_in:
+    if n_in is not None and shape[1] != n_in:
         raise InputError(
-            f"{name} has {X_host.shape[1]} features per sample but the model's first layer expects "
+            f"{name} has {shape[1]} features per sample but the model's first layer expects "
             f"{n_in}: check the data's preprocessing or the model's input width."
         )
+
+
+def check_features(X_host: np.ndarray, n_in: int | None, name: str = "X") -> None:
+    """Raise :class:`InputError` unless ``X_host`` is a finite, non-empty (N, n_in) numeric array."""
+    check_feature_shape(X_host.shape, n_in, name)
     if X_host.dtype.kind not in "fiub":
         raise InputError(f"{name} must hold numbers, got dtype {X_host.dtype}.")
     if X_host.dtype.kind == "f" and not np.isfinite(X_host).all():
