@@ -66,9 +66,13 @@ def load(device: str | None) -> CupyBackend:
     try:
         import cupy
     except ImportError:
-        raise BackendError(f"The cupy backend needs CuPy, which is not installed. {_INSTALL_HINT}") from None
+        raise BackendError(
+            f"The cupy backend needs CuPy, which is not installed. {_INSTALL_HINT}"
+        ) from None
     except Exception as exc:  # a broken CUDA install raises more than ImportError
-        raise BackendError(f"CuPy is installed but failed to import ({exc}). {_INSTALL_HINT}") from None
+        raise BackendError(
+            f"CuPy is installed but failed to import ({exc}). {_INSTALL_HINT}"
+        ) from None
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError when no driver is present

@@ -55,7 +55,9 @@ def check_same_device(*arrays: Any) -> Any:
 
 def tree_map(fn: Callable[..., Any], *trees: Tree) -> Tree:
     """Apply ``fn`` leaf by leaf to trees of the same structure."""
-    return [{key: fn(*(t[i][key] for t in trees)) for key in layer} for i, layer in enumerate(trees[0])]
+    return [
+        {key: fn(*(t[i][key] for t in trees)) for key in layer} for i, layer in enumerate(trees[0])
+    ]
 
 
 def tree_leaves(tree: Tree) -> list[Any]:

@@ -39,7 +39,10 @@ class GradientCheckRow:
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    r""":math:`\lVert a - b\rVert / \max(\lVert a\rVert + \lVert b\rVert, 10^{-12})` over whole arrays."""
+    r"""Whole-array relative error.
+
+    :math:`\lVert a - b\rVert / \max(\lVert a\rVert + \lVert b\rVert, 10^{-12})`.
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
@@ -48,8 +51,10 @@ def _require_float64(backend) -> Any:
     try:
         return backend.asarray(np.zeros(1), "float64") is not None and backend.dtype("float64")
     except Exception as exc:
-        raise InputError(f"Gradient checks run in float64, which {backend} does not support ({exc}); "
-                         "run them on a CPU backend.") from None
+        raise InputError(
+            f"Gradient checks run in float64, which {backend} does not support ({exc}); "
+            "run them on a CPU backend."
+        ) from None
 
 
 def numerical_gradient(f, x_host: np.ndarray, eps: float, indices=None) -> np.ndarray:
@@ -58,7 +63,7 @@ def numerical_gradient(f, x_host: np.ndarray, eps: float, indices=None) -> np.nd
     ``indices`` limits the entries perturbed (all by default); others stay 0.
     """
     grad = np.zeros_like(x_host, dtype=np.float64)
-    for index in (np.ndindex(x_host.shape) if indices is None else indices):
+    for index in np.ndindex(x_host.shape) if indices is None else indices:
         original = x_host[index]
         x_host[index] = original + eps
         plus = f(x_host)
@@ -69,8 +74,15 @@ def numerical_gradient(f, x_host: np.ndarray, eps: float, indices=None) -> np.nd
     return grad
 
 
-def check_layer_gradients(layer: Layer, x: Any, params: dict[str, Any] | None = None, *,
-                          backend, eps: float = 1e-6, seed: int = 0) -> dict[str, float]:
+def check_layer_gradients(
+    layer: Layer,
+    x: Any,
+    params: dict[str, Any] | None = None,
+    *,
+    backend,
+    eps: float = 1e-6,
+    seed: int = 0,
+) -> dict[str, float]:
     r"""Relative error of every gradient of a layer (input and parameters), in float64.
 
     Uses the scalar :math:`E = \sum_{ij} y_{ij} r_{ij}` with a fixed random ``r``, whose
@@ -93,8 +105,10 @@ def check_layer_gradients(layer: Layer, x: Any, params: dict[str, Any] | None = 
     f64 = _require_float64(backend)
     xp = backend.xp
     rng = np.random.default_rng(seed)
-    host_params = {k: np.array(v, dtype=np.float64) for k, v in
-                   (layer.init(rng) if params is None else params).items()}
+    host_params = {
+        k: np.array(v, dtype=np.float64)
+        for k, v in (layer.init(rng) if params is None else params).items()
+    }
     x_host = np.array(x, dtype=np.float64)
     ctx = Context(xp=xp, training=False, need_input_grad=True)
 
@@ -109,18 +123,33 @@ def check_layer_gradients(layer: Layer, x: Any, params: dict[str, Any] | None = 
     def objective(x_h, p_h):
         return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))
 
-    errors = {"x": relative_error(backend.to_numpy(dx),
-                                  numerical_gradient(lambda v: objective(v, host_params), x_host, eps))}
+    errors = {
+        "x": relative_error(
+            backend.to_numpy(dx),
+            numerical_gradient(lambda v: objective(v, host_params), x_host, eps),
+        )
+    }
     for key in host_params:
+
         def f(v, key=key):
             return objective(x_host, {**host_params, key: v})
-        errors[key] = relative_error(backend.to_numpy(grads[key]),
-                                     numerical_gradient(f, host_params[key], eps))
+
+        errors[key] = relative_error(
+            backend.to_numpy(grads[key]), numerical_gradient(f, host_params[key], eps)
+        )
     return errors
 
 
-def gradient_check(model, X: Any, y: Any, *, entries: list[tuple[int, str, tuple[int, ...]]] | None = None,
-                   n_per_param: int = 2, eps: float = 1e-5, seed: int = 0) -> list[GradientCheckRow]:
+def gradient_check(
+    model,
+    X: Any,
+    y: Any,
+    *,
+    entries: list[tuple[int, str, tuple[int, ...]]] | None = None,
+    n_per_param: int = 2,
+    eps: float = 1e-5,
+    seed: int = 0,
+) -> list[GradientCheckRow]:
     """Compare backprop with central differences on chosen or random weights of a model.
 
     The objective is the model's training loss (data loss plus penalties) on
@@ -146,14 +175,22 @@ def gradient_check(model, X: Any, y: Any, *, entries: list[tuple[int, str, tuple
     backend = model.backend
     _require_float64(backend)
     weights = model.get_weights()
-    model64 = Model(model.network, loss=model.loss, optimizer="sgd",
-                    regularizers=model.regularizers, backend=backend, dtype="float64")
+    model64 = Model(
+        model.network,
+        loss=model.loss,
+        optimizer="sgd",
+        regularizers=model.regularizers,
+        backend=backend,
+        dtype="float64",
+    )
     model64.set_weights(weights)
     X_dev = model64._prepare_X(np.asarray(X, dtype=np.float64))
     y_dev = model64._prepare_y(np.asarray(y), X_dev.shape[0])
     trainer, xp = model64.trainer, backend.xp
     n_train = model64._n_trainable()
-    host = [{k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in weights[:n_train]]
+    host = [
+        {k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in weights[:n_train]
+    ]
     ctx = Context(xp=xp, training=False, need_input_grad=False)
 
     def objective(host_params) -> float:
@@ -181,19 +218,27 @@ def gradient_check(model, X: Any, y: Any, *, entries: list[tuple[int, str, tuple
         analytic = backend.to_numpy(grads[i][key])[index]
 
         def f(v, i=i, key=key):
-            return objective([{**layer, key: v} if j == i else layer for j, layer in enumerate(host)])
+            return objective(
+                [{**layer, key: v} if j == i else layer for j, layer in enumerate(host)]
+            )
 
         numeric = numerical_gradient(f, host[i][key], eps, indices=[index])[index]
         rows.append(GradientCheckRow(i, key, tuple(index), float(analytic), float(numeric)))
     return rows
 
 
-def format_gradient_table(rows: list[GradientCheckRow], names: dict[tuple[int, str], str] | None = None) -> str:
+def format_gradient_table(
+    rows: list[GradientCheckRow], names: dict[tuple[int, str], str] | None = None
+) -> str:
     """A Markdown table like S1's Table 3: backprop vs numerical gradient per entry."""
-    lines = ["| weight | index | backprop | numerical | abs. difference | rel. error |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| weight | index | backprop | numerical | abs. difference | rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         label = (names or {}).get((row.layer, row.param), f"layer {row.layer} {row.param}")
-        lines.append(f"| {label} | {', '.join(map(str, row.index))} | {row.backprop:.6e} | "
-                     f"{row.numerical:.6e} | {row.abs_diff:.3e} | {row.rel_error:.2e} |")
+        lines.append(
+            f"| {label} | {', '.join(map(str, row.index))} | {row.backprop:.6e} | "
+            f"{row.numerical:.6e} | {row.abs_diff:.3e} | {row.rel_error:.2e} |"
+        )
     return "\n".join(lines)

@@ -48,9 +48,14 @@ def save_model(model, path: str | os.PathLike) -> None:
     for i, layer in enumerate(model.get_weights()):
         for key, value in layer.items():
             arrays[f"params/{i}/{key}"] = value
-    meta = {"format": FORMAT, "version": VERSION, **model.get_config(),
-            "optimizer": repr(model.optimizer), "backend": model.backend.name,
-            "epochs_trained": model._epochs_done}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        **model.get_config(),
+        "optimizer": repr(model.optimizer),
+        "backend": model.backend.name,
+        "epochs_trained": model._epochs_done,
+    }
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
 
@@ -64,17 +69,23 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[
         with np.load(path, allow_pickle=False) as data:
             contents = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelFileError(f"{path} is not a readable portnet model file ({exc}); "
-                             "it may be truncated or not a .npz: save the model again.") from None
+        raise ModelFileError(
+            f"{path} is not a readable portnet model file ({exc}); "
+            "it may be truncated or not a .npz: save the model again."
+        ) from None
     if _META_KEY not in contents:
-        raise ModelFileError(f"{path} is a .npz file but not a portnet model (no {_META_KEY} entry).")
+        raise ModelFileError(
+            f"{path} is a .npz file but not a portnet model (no {_META_KEY} entry)."
+        )
     try:
         meta = json.loads(contents.pop(_META_KEY).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: the model metadata is corrupt ({exc}).") from None
     if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
-        raise ModelFileError(f"{path}: unsupported model format {meta.get('format')!r} "
-                             f"version {meta.get('version')!r}; upgrade portnet.")
+        raise ModelFileError(
+            f"{path}: unsupported model format {meta.get('format')!r} "
+            f"version {meta.get('version')!r}; upgrade portnet."
+        )
     n_layers = len(meta["network"]["layers"])
     weights: list[dict[str, np.ndarray]] = [{} for _ in range(n_layers)]
     for key, value in contents.items():
@@ -93,8 +104,14 @@ def load_model(path, backend=None, device=None, dtype: str | None = None):
 
     meta, weights = read_model_file(path)
     network = Sequential(meta["network"]["layers"])
-    model = Model(network, loss=meta["loss"], backend=backend, device=device,
-                  dtype=dtype or meta["dtype"], seed=meta.get("seed", 0))
+    model = Model(
+        network,
+        loss=meta["loss"],
+        backend=backend,
+        device=device,
+        dtype=dtype or meta["dtype"],
+        seed=meta.get("seed", 0),
+    )
     try:
         model.set_weights(weights)
     except ValueError as exc:

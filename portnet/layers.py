@@ -121,7 +121,9 @@ class Dense(Layer):
     :math:`\partial x = \delta W^\top`.
     """
 
-    def __init__(self, n_in: int, n_out: int, init: str = "he", bias: bool = True, std: float = 0.01):
+    def __init__(
+        self, n_in: int, n_out: int, init: str = "he", bias: bool = True, std: float = 0.01
+    ):
         if int(n_in) < 1 or int(n_out) < 1:
             raise ValueError(f"Dense widths must be positive, got n_in={n_in}, n_out={n_out}")
         if init not in _INITS:
@@ -167,8 +169,13 @@ class Dense(Layer):
         return y, backprop
 
     def get_config(self):
-        return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init_scheme,
-                "bias": self.bias, "std": self.std}
+        return {
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "init": self.init_scheme,
+            "bias": self.bias,
+            "std": self.std,
+        }
 
 
 class Dropout(Layer):
@@ -249,7 +256,11 @@ class Sequential(Layer):
         backprops = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             need = ctx.need_input_grad if i == 0 else True
-            inner = dataclasses.replace(ctx, need_input_grad=need) if need != ctx.need_input_grad else ctx
+            inner = (
+                dataclasses.replace(ctx, need_input_grad=need)
+                if need != ctx.need_input_grad
+                else ctx
+            )
             x, back = layer.forward(p, x, inner)
             backprops.append(back)
 
@@ -262,7 +273,9 @@ class Sequential(Layer):
         return x, backprop
 
     def get_config(self):
-        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        return {
+            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]
+        }
 
     def __repr__(self):
         inner = ",\n    ".join(repr(layer) for layer in self.layers)

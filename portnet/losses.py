@@ -76,7 +76,10 @@ class SigmoidBinaryCrossEntropy(Loss):
         xp = _xp(logits)
         n = logits.shape[0]
         targets = xp.reshape(xp.astype(targets, logits.dtype), logits.shape)
-        loss = xp.sum(xp.maximum(logits, 0.0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))) / n
+        loss = (
+            xp.sum(xp.maximum(logits, 0.0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits))))
+            / n
+        )
         grad = (stable_sigmoid(xp, logits) - targets) / n
         return loss, grad
 
@@ -119,4 +122,6 @@ def get_loss(name: str | Loss) -> Loss:
     try:
         return LOSSES[name.lower()]()
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}") from None
+        raise ValueError(
+            f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}"
+        ) from None

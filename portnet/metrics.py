@@ -34,7 +34,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int) -> Any:
     return xp.astype(xp.round(xp.matmul(xp.matrix_transpose(t), p)), xp.int64)
 
 
-def precision_recall_f1(cm: Any, average: str | None = "macro", positive: int = 1) -> dict[str, Any]:
+def precision_recall_f1(
+    cm: Any, average: str | None = "macro", positive: int = 1
+) -> dict[str, Any]:
     r"""Precision, recall and F1 from a confusion matrix.
 
     Parameters

@@ -59,11 +59,21 @@ class Model:
     {'loss': ..., 'accuracy': ...}
     """
 
-    def __init__(self, layers: Sequence[Layer] | Sequential, loss: str | Loss = "softmax_cross_entropy",
-                 optimizer: str | Optimizer = "adam", *, lr: float = 1e-3, l1: float = 0.0,
-                 l2: float = 0.0, regularizers: Sequence[Regularizer] = (),
-                 backend: str | Backend | None = None, device: str | None = None,
-                 dtype: str = "float32", seed: int = 0):
+    def __init__(
+        self,
+        layers: Sequence[Layer] | Sequential,
+        loss: str | Loss = "softmax_cross_entropy",
+        optimizer: str | Optimizer = "adam",
+        *,
+        lr: float = 1e-3,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        regularizers: Sequence[Regularizer] = (),
+        backend: str | Backend | None = None,
+        device: str | None = None,
+        dtype: str = "float32",
+        seed: int = 0,
+    ):
         self.network = layers if isinstance(layers, Sequential) else Sequential(list(layers))
         self.loss = get_loss(loss)
         if isinstance(optimizer, str):
@@ -104,7 +114,9 @@ class Model:
         return self.network.n_out
 
     def _to_device(self, host: list[dict[str, np.ndarray]]) -> Tree:
-        return [{k: self.backend.asarray(v, self.dtype) for k, v in layer.items()} for layer in host]
+        return [
+            {k: self.backend.asarray(v, self.dtype) for k, v in layer.items()} for layer in host
+        ]
 
     def _n_trainable(self) -> int:
         return len(self.network.layers) - (1 if self._fused else 0)
@@ -113,7 +125,7 @@ class Model:
         return self.params[: self._n_trainable()]
 
     def _set_trainable_params(self, params: Tree) -> None:
-        self.params = list(params) + self.params[self._n_trainable():]
+        self.params = list(params) + self.params[self._n_trainable() :]
 
     def _decay_mask(self):
         return [layer.weight_names for layer in self.trainer.network.layers]
@@ -131,8 +143,10 @@ class Model:
                 raise ValueError(f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}")
             for key, value in new.items():
                 if tuple(np.shape(value)) != tuple(old[key].shape):
-                    raise ValueError(f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
-                                     f"got {np.shape(value)}")
+                    raise ValueError(
+                        f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
+                        f"got {np.shape(value)}"
+                    )
         self.params = self._to_device(weights)
         self._opt_state = self.optimizer.init(self._trainable_params(), self._decay_mask())
 
@@ -179,13 +193,26 @@ class Model:
         try:
             namespace_of(array, probe)
         except DeviceMismatchError as exc:
-            raise DeviceMismatchError(f"{name} is not on the model's backend {self.backend}: {exc}") from None
+            raise DeviceMismatchError(
+                f"{name} is not on the model's backend {self.backend}: {exc}"
+            ) from None
 
     # -- training -------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
-            validation_data: tuple[Any, Any] | None = None, validation_split: float | None = None,
-            patience: int | None = None, callbacks: Sequence[Callback] = (), verbose: int = 1,
-            shuffle: bool = True, seed: int | None = None) -> History:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 10,
+        batch_size: int = 128,
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float | None = None,
+        patience: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        verbose: int = 1,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> History:
         """Train with minibatch gradient descent.
 
         Parameters
@@ -243,9 +270,18 @@ class Model:
         if verbose:
             callbacks.insert(0, ProgressLogger(epochs))
         seed = self.seed + 7919 * (self._epochs_done + 1) if seed is None else int(seed)
-        return fit_loop(self, X_dev, y_dev, epochs=epochs, batch_size=int(batch_size),
-                        validation=validation, patience=patience, callbacks=callbacks,
-                        shuffle=shuffle, seed=seed)
+        return fit_loop(
+            self,
+            X_dev,
+            y_dev,
+            epochs=epochs,
+            batch_size=int(batch_size),
+            validation=validation,
+            patience=patience,
+            callbacks=callbacks,
+            shuffle=shuffle,
+            seed=seed,
+        )
 
     # -- inference --------------------------------------------------------------
     def _outputs(self, X: Any, batch_size: int = 4096):
@@ -255,8 +291,10 @@ class Model:
         ctx = Context(xp=xp, training=False, need_input_grad=False)
         net, params = self.trainer.network, self._trainable_params()
         n = X_dev.shape[0]
-        chunks = [net.forward(params, X_dev[i : min(i + batch_size, n), ...], ctx)[0]
-                  for i in range(0, n, batch_size)]
+        chunks = [
+            net.forward(params, X_dev[i : min(i + batch_size, n), ...], ctx)[0]
+            for i in range(0, n, batch_size)
+        ]
         return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
 
     def predict_proba(self, X: Any):
@@ -285,7 +323,9 @@ class Model:
         """Mean loss and accuracy on a dataset, as Python floats (one host read)."""
         X_dev = self._prepare_X(X)
         y_dev = self._prepare_y(y, X_dev.shape[0])
-        loss_sum, correct = self.trainer.evaluate_sums(self._trainable_params(), X_dev, y_dev, batch_size)
+        loss_sum, correct = self.trainer.evaluate_sums(
+            self._trainable_params(), X_dev, y_dev, batch_size
+        )
         values = self.backend.to_numpy(self.backend.xp.stack([loss_sum, correct]))
         n = X_dev.shape[0]
         return {"loss": float(values[0]) / n, "accuracy": float(values[1]) / n}
@@ -298,24 +338,40 @@ class Model:
         save_model(self, path)
 
     @classmethod
-    def load(cls, path, backend: str | Backend | None = None, device: str | None = None,
-             dtype: str | None = None) -> Model:
+    def load(
+        cls,
+        path,
+        backend: str | Backend | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> Model:
         """Load a model saved by :meth:`save` onto any backend."""
         from .io import load_model
 
         return load_model(path, backend=backend, device=device, dtype=dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {"network": self.network.get_config(), "loss": self.loss.name,
-                "dtype": self.dtype_name, "seed": self.seed}
+        return {
+            "network": self.network.get_config(),
+            "loss": self.loss.name,
+            "dtype": self.dtype_name,
+            "seed": self.seed,
+        }
 
     def __repr__(self) -> str:
-        return (f"Model({self.network!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r}, "
-                f"backend={self.backend!r}, dtype={self.dtype_name!r})")
+        return (
+            f"Model({self.network!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r}, "
+            f"backend={self.backend!r}, dtype={self.dtype_name!r})"
+        )
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu", output: str | None = None,
-        init: str | None = None, dropout: float = 0.0) -> list[Layer]:
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    output: str | None = None,
+    init: str | None = None,
+    dropout: float = 0.0,
+) -> list[Layer]:
     """Layers of a multilayer perceptron, e.g. ``mlp([784, 500, 324, 10], "relu")``.
 
     Parameters

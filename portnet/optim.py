@@ -1,4 +1,4 @@
-r"""Optimizers: ``init(params) -> state`` and ``update(params, grads, state, lr) -> (params, state)``.
+r"""Optimizers: ``init(params) -> state``, ``update(params, grads, state, lr) -> (params, state)``.
 
 Two paths compute the same numbers:
 
@@ -42,9 +42,15 @@ class Optimizer:
 
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float | Schedule = 0.01, *, weight_decay: float = 0.0,
-                 clip_norm: float | None = None, clip_value: float | None = None,
-                 inplace: bool | None = None):
+    def __init__(
+        self,
+        lr: float | Schedule = 0.01,
+        *,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        inplace: bool | None = None,
+    ):
         self.schedule = as_schedule(lr)
         self.weight_decay = float(weight_decay)
         self.clip_norm = clip_norm
@@ -69,15 +75,18 @@ class Optimizer:
         ]
         return {"t": 0, "slots": slots, "decay_mask": decay_mask}
 
-    def update(self, params: Tree, grads: Tree, state: dict[str, Any], lr: float | None = None
-               ) -> tuple[Tree, dict[str, Any]]:
+    def update(
+        self, params: Tree, grads: Tree, state: dict[str, Any], lr: float | None = None
+    ) -> tuple[Tree, dict[str, Any]]:
         """Apply one step. Returns the new parameters and state."""
         lr = self.lr_at(0) if lr is None else float(lr)
         inplace = bool(self.inplace)
         grads = self._clip(grads)
         t = state["t"] + 1
         new_params = []
-        for layer_p, layer_g, layer_s, decayed in zip(params, grads, state["slots"], state["decay_mask"], strict=True):
+        for layer_p, layer_g, layer_s, decayed in zip(
+            params, grads, state["slots"], state["decay_mask"], strict=True
+        ):
             out = {}
             for key, p in layer_p.items():
                 if self.weight_decay and key in decayed:
@@ -99,7 +108,9 @@ class Optimizer:
             total = xp.sqrt(sum(xp.sum(g * g) for g in leaves))
             # A device 0-d factor, so clipping needs no host read and no branch.
             scale = xp.minimum(float(self.clip_norm) / (total + 1e-12), 1.0)
-            grads = [{k: g * xp.astype(scale, g.dtype) for k, g in layer.items()} for layer in grads]
+            grads = [
+                {k: g * xp.astype(scale, g.dtype) for k, g in layer.items()} for layer in grads
+            ]
         return grads
 
     def _step(self, p, g, slots: dict[str, Any], lr: float, t: int, inplace: bool):
@@ -203,7 +214,10 @@ class Nesterov(Optimizer):
 
 
 class RMSProp(Optimizer):
-    r""":math:`s \leftarrow \rho s + (1-\rho) g^2,\; w \leftarrow w - \eta\, g / (\sqrt{s} + \epsilon)`."""
+    r"""RMSProp.
+
+    :math:`s \leftarrow \rho s + (1-\rho) g^2,\; w \leftarrow w - \eta\, g / (\sqrt{s} + \epsilon)`.
+    """
 
     slot_names = ("square_avg",)
 
@@ -240,7 +254,9 @@ class Adam(Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs):
+    def __init__(
+        self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs
+    ):
         super().__init__(lr, **kwargs)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
@@ -282,11 +298,17 @@ OPTIMIZERS = {
 
 
 def get_optimizer(name: str | Optimizer, **kwargs) -> Optimizer:
-    """Build an optimizer by name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"rmsprop"``, ``"adam"``)."""
+    """Build an optimizer by name.
+
+    ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"rmsprop"`` or ``"adam"``; keyword
+    arguments go to its constructor.
+    """
     if isinstance(name, Optimizer):
         return name
     try:
         cls = OPTIMIZERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}") from None
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
+        ) from None
     return cls(**kwargs)

@@ -26,7 +26,10 @@ class Constant(Schedule):
 
 
 class StepDecay(Schedule):
-    r""":math:`\eta_e = \eta_0 \cdot \text{factor}^{\lfloor e / \text{every} \rfloor}` (S3's "LR decay")."""
+    r"""Step decay (S3's "LR decay").
+
+    :math:`\eta_e = \eta_0 \cdot \text{factor}^{\lfloor e / \text{every} \rfloor}`.
+    """
 
     def __init__(self, lr: float, factor: float = 0.5, every: int = 10):
         if every < 1:
@@ -54,7 +57,10 @@ class ExponentialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    r""":math:`\eta_e = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi e / E))`, flat after E."""
+    r"""Cosine annealing over ``epochs`` epochs, flat at ``min_lr`` after.
+
+    :math:`\eta_e = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})(1 + \cos(\pi e / E))`.
+    """
 
     def __init__(self, lr: float, epochs: int, min_lr: float = 0.0):
         self.lr, self.epochs, self.min_lr = float(lr), max(int(epochs), 1), float(min_lr)

@@ -54,8 +54,12 @@ class History:
         return len(self.history["train_loss"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.history, "best_epoch": self.best_epoch, "stop_reason": self.stop_reason,
-                "epochs_run": self.epochs_run}
+        return {
+            **self.history,
+            "best_epoch": self.best_epoch,
+            "stop_reason": self.stop_reason,
+            "epochs_run": self.epochs_run,
+        }
 
 
 class Callback:
@@ -88,14 +92,19 @@ class ProgressLogger(Callback):
         filled = (batch + 1) * self.width // n_batches
         if filled != self._last_drawn:
             self._last_drawn = filled
-            self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {batch + 1}/{n_batches}")
+            self.stream.write(
+                f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {batch + 1}/{n_batches}"
+            )
             self.stream.flush()
 
     def on_epoch_end(self, model, epoch, logs):
         if self.bar:
             self.stream.write("\r" + " " * (self.width + 30) + "\r")
-        parts = [f"epoch {epoch + 1:>3}/{self.epochs}",
-                 f"loss {logs['train_loss']:.4f}", f"acc {logs['train_accuracy']:.4f}"]
+        parts = [
+            f"epoch {epoch + 1:>3}/{self.epochs}",
+            f"loss {logs['train_loss']:.4f}",
+            f"acc {logs['train_accuracy']:.4f}",
+        ]
         if not math.isnan(logs["val_loss"]):
             parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
         parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.2f}s"]
@@ -161,8 +170,20 @@ class Trainer:
                     total = value if total is None else total + value
         return total
 
-    def run_epoch(self, params, state, X, y, *, batch_size: int, lr: float, order, random,
-                  callbacks: Sequence[Callback] = (), model=None):
+    def run_epoch(
+        self,
+        params,
+        state,
+        X,
+        y,
+        *,
+        batch_size: int,
+        lr: float,
+        order,
+        random,
+        callbacks: Sequence[Callback] = (),
+        model=None,
+    ):
         """Train one epoch over ``X[order]`` in minibatches; sums stay on the device.
 
         Returns params, state, summed (loss * batch size) and summed correct count.
@@ -213,8 +234,19 @@ def copy_tree(params: Tree) -> Tree:
     return tree_map(lambda p: _xp(p).asarray(p, copy=True), params)
 
 
-def fit_loop(model, X, y, *, epochs: int, batch_size: int, validation, patience: int | None,
-             callbacks: Sequence[Callback], shuffle: bool, seed: int) -> History:
+def fit_loop(
+    model,
+    X,
+    y,
+    *,
+    epochs: int,
+    batch_size: int,
+    validation,
+    patience: int | None,
+    callbacks: Sequence[Callback],
+    shuffle: bool,
+    seed: int,
+) -> History:
     """Run the epochs for :meth:`Model.fit` on data already validated and on the device."""
     backend, trainer = model.backend, model.trainer
     xp = backend.xp
@@ -237,8 +269,17 @@ def fit_loop(model, X, y, *, epochs: int, batch_size: int, validation, patience:
         order = host_rng.permutation(n) if shuffle else np.arange(n)
         order = backend.asarray(order.astype(np.int64))
         params, state, loss_sum, correct_sum = trainer.run_epoch(
-            params, state, X, y, batch_size=batch_size, lr=lr, order=order, random=random,
-            callbacks=callbacks, model=model)
+            params,
+            state,
+            X,
+            y,
+            batch_size=batch_size,
+            lr=lr,
+            order=order,
+            random=random,
+            callbacks=callbacks,
+            model=model,
+        )
         sums = [loss_sum, correct_sum]
         if validation is not None:
             sums += list(trainer.evaluate_sums(params, *validation))
@@ -246,20 +287,30 @@ def fit_loop(model, X, y, *, epochs: int, batch_size: int, validation, patience:
         values = backend.to_numpy(xp.stack(sums)).astype(np.float64)
         seconds = time.perf_counter() - start
         model._epochs_done += 1
-        logs = {"train_loss": values[0] / n, "train_accuracy": values[1] / n, "lr": lr,
-                "val_loss": math.nan, "val_accuracy": math.nan, "seconds": seconds}
+        logs = {
+            "train_loss": values[0] / n,
+            "train_accuracy": values[1] / n,
+            "lr": lr,
+            "val_loss": math.nan,
+            "val_accuracy": math.nan,
+            "seconds": seconds,
+        }
         if validation is not None:
             n_val = validation[0].shape[0]
             logs["val_loss"], logs["val_accuracy"] = values[2] / n_val, values[3] / n_val
         for key in HISTORY_KEYS:
             history.history[key].append(float(logs[key]))
-        if not (math.isfinite(logs["train_loss"]) and
-                (validation is None or math.isfinite(logs["val_loss"]))):
+        if not (
+            math.isfinite(logs["train_loss"])
+            and (validation is None or math.isfinite(logs["val_loss"]))
+        ):
             history.stop_reason = "non_finite_loss"
-            print(f"portnet: the loss became {logs['train_loss']} at epoch {epoch + 1}: training "
-                  f"diverged (learning rate {lr:g} too high?). Stopped; keeping the weights of "
-                  f"epoch {best_epoch} (the best seen; 0 means the initial weights).",
-                  file=sys.stderr)
+            print(
+                f"portnet: the loss became {logs['train_loss']} at epoch {epoch + 1}: training "
+                f"diverged (learning rate {lr:g} too high?). Stopped; keeping the weights of "
+                f"epoch {best_epoch} (the best seen; 0 means the initial weights).",
+                file=sys.stderr,
+            )
             params = best_params
             history.restored_best = True
             break

@@ -29,7 +29,7 @@ def check_feature_shape(shape: tuple[int, ...], n_in: int | None, name: str = "X
 
 
 def check_features(X_host: np.ndarray, n_in: int | None, name: str = "X") -> None:
-    """Raise :class:`InputError` unless ``X_host`` is a finite, non-empty (N, n_in) numeric array."""
+    """Raise :class:`InputError` unless ``X_host`` is finite, numeric, non-empty (N, n_in)."""
     check_feature_shape(X_host.shape, n_in, name)
     if X_host.dtype.kind not in "fiub":
         raise InputError(f"{name} must hold numbers, got dtype {X_host.dtype}.")
@@ -40,8 +40,9 @@ def check_features(X_host: np.ndarray, n_in: int | None, name: str = "X") -> Non
         )
 
 
-def check_targets(y_host: np.ndarray, loss_name: str, n_outputs: int | None, n_samples: int,
-                  name: str = "y") -> np.ndarray:
+def check_targets(
+    y_host: np.ndarray, loss_name: str, n_outputs: int | None, n_samples: int, name: str = "y"
+) -> np.ndarray:
     """Validate targets for a loss and return them in the dtype training uses on the host.
 
     Integer class labels are checked against ``[0, n_outputs)``: CuPy would wrap an
@@ -60,7 +61,9 @@ def check_targets(y_host: np.ndarray, loss_name: str, n_outputs: int | None, n_s
                 )
             return y_host.astype(np.float64)
         if y_host.ndim != 1:
-            raise InputError(f"{name} must be 1-D class labels or 2-D one-hot rows, got {y_host.shape}.")
+            raise InputError(
+                f"{name} must be 1-D class labels or 2-D one-hot rows, got {y_host.shape}."
+            )
         if y_host.dtype.kind == "f":
             if not np.array_equal(y_host, np.round(y_host)):
                 raise InputError(f"{name} must hold integer class labels, found fractional values.")

@@ -68,7 +68,9 @@ def assert_on_backend(array, backend, dtype=None, shape=None):
 
 
 def tolerance(dtype_name: str) -> dict:
-    return {"rtol": 1e-4, "atol": 1e-5} if dtype_name == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    return (
+        {"rtol": 1e-4, "atol": 1e-5} if dtype_name == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    )
 
 
 def synthetic_classification(n=600, n_features=20, n_classes=10, seed=0):

@@ -30,8 +30,11 @@ def _fit(model, X, y):
         pytest.param(lambda X, y: (X[:, :19], y), "expects 20", id="wrong-width"),
         pytest.param(lambda X, y: (X.reshape(50, 4, 5), y), "2-D", id="wrong-ndim"),
         pytest.param(lambda X, y: (np.where(np.arange(20) == 3, np.nan, X), y), "NaN", id="nan"),
-        pytest.param(lambda X, y: (X, np.where(np.arange(50) == 7, 10, y)), "outside [0, 10)",
-                     id="label-too-big"),
+        pytest.param(
+            lambda X, y: (X, np.where(np.arange(50) == 7, 10, y)),
+            "outside [0, 10)",
+            id="label-too-big",
+        ),
         pytest.param(lambda X, y: (X, y - 1), "outside [0, 10)", id="negative-label"),
         pytest.param(lambda X, y: (X[:0], y[:0]), "empty", id="empty"),
         pytest.param(lambda X, y: (X, y[:40]), "40 entries", id="length-mismatch"),

@@ -16,8 +16,12 @@ from portnet.errors import ModelFileError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     X, y = synthetic_classification(n=300)
-    model = pn.Model(pn.mlp([20, 16, 10], "tanh", output="softmax"), optimizer=pn.Adam(1e-2),
-                     backend="numpy", seed=4)
+    model = pn.Model(
+        pn.mlp([20, 16, 10], "tanh", output="softmax"),
+        optimizer=pn.Adam(1e-2),
+        backend="numpy",
+        seed=4,
+    )
     model.fit(X, y, epochs=3, verbose=0)
     path = tmp_path_factory.mktemp("model") / "model.npz"
     model.save(path)
@@ -32,8 +36,12 @@ def test_saved_model_loads_on_every_backend(trained, backend):
     got = loaded.evaluate(X, y)
     assert got["accuracy"] == pytest.approx(expected["accuracy"], abs=1 / 300)
     assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-    np.testing.assert_allclose(backend.to_numpy(loaded.predict_proba(X)),
-                               model.backend.to_numpy(model.predict_proba(X)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        backend.to_numpy(loaded.predict_proba(X)),
+        model.backend.to_numpy(model.predict_proba(X)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_file_has_no_pickle_and_readable_metadata(trained):
@@ -42,7 +50,12 @@ def test_file_has_no_pickle_and_readable_metadata(trained):
         meta = json.loads(data["__portnet__"].tobytes())
         assert data["params/0/W"].shape == (20, 16)
     assert meta["format"] == "portnet-model"
-    assert [layer["class"] for layer in meta["network"]["layers"]] == ["Dense", "Tanh", "Dense", "Softmax"]
+    assert [layer["class"] for layer in meta["network"]["layers"]] == [
+        "Dense",
+        "Tanh",
+        "Dense",
+        "Softmax",
+    ]
     assert meta["dtype"] == "float32"
 
 

@@ -19,8 +19,19 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     # --no-isolation: use the installed setuptools, so the test needs no network.
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (path,) = out.glob("portnet-*.whl")
@@ -33,7 +44,10 @@ def test_wheel_maps_backends_into_the_package(wheel):
     assert "portnet/backends/numpy_backend.py" in names
     assert "portnet/data/fashion_mnist_sample.npz" in names
     top_level = {name.split("/")[0] for name in names}
-    assert top_level <= {"portnet", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}, top_level
+    assert top_level <= {
+        "portnet",
+        f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info",
+    }, top_level
 
 
 def test_wheel_imports_from_outside_the_checkout(wheel, tmp_path):
@@ -54,9 +68,18 @@ def test_wheel_imports_from_outside_the_checkout(wheel, tmp_path):
 
     deps = str(Path(numpy.__file__).parents[1])
     result = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = [{str(site)!r}, {deps!r}];" + code,
-         str(site)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path[:0] = [{str(site)!r}, {deps!r}];" + code,
+            str(site),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["portnet.backends.numpy_backend", "(1,)"]

@@ -20,8 +20,14 @@ AGREEMENT_CASES = [
 
 def _adam_mlp_losses(name, device, dtype="float32", epochs=4):
     X, y = synthetic_classification(n=600, seed=3)
-    model = pn.Model(pn.mlp([20, 32, 32, 10], "relu"), optimizer=pn.Adam(3e-3),
-                     backend=name, device=device, dtype=dtype, seed=11)
+    model = pn.Model(
+        pn.mlp([20, 32, 32, 10], "relu"),
+        optimizer=pn.Adam(3e-3),
+        backend=name,
+        device=device,
+        dtype=dtype,
+        seed=11,
+    )
     history = model.fit(X, y, epochs=epochs, batch_size=50, validation_split=0.2, verbose=0)
     return np.array(history.history["train_loss"]), np.array(history.history["val_loss"])
 
@@ -72,8 +78,9 @@ def test_fit_makes_at_most_two_host_transfers_per_epoch(backend, monkeypatch):
         _guard_strict_scalar_reads(monkeypatch)
     epochs = 5
     with pn.count_transfers() as count:
-        model.fit(X_dev, y_dev, epochs=epochs, batch_size=32, validation_data=(X_val, y_val),
-                  verbose=0)
+        model.fit(
+            X_dev, y_dev, epochs=epochs, batch_size=32, validation_data=(X_val, y_val), verbose=0
+        )
     # Before the epochs, once per dataset (train, validation): a 0-d NaN check of the
     # features and a min/max read of the labels. Per dataset, not per epoch.
     setup = 4
@@ -110,8 +117,16 @@ def test_early_stopping_restores_best_epoch(numpy_backend):
         def on_epoch_end(self, model, epoch, logs):
             snapshots.append(model.trainer)  # callbacks see the model each epoch
 
-    history = model.fit(X[:200], y[:200], validation_data=(X[200:], noise), epochs=60,
-                        batch_size=20, patience=3, verbose=0, callbacks=[Snapshot()])
+    history = model.fit(
+        X[:200],
+        y[:200],
+        validation_data=(X[200:], noise),
+        epochs=60,
+        batch_size=20,
+        patience=3,
+        verbose=0,
+        callbacks=[Snapshot()],
+    )
     assert history.stop_reason == "early_stopping"
     val = history.history["val_loss"]
     assert history.best_epoch == int(np.argmin(val)) + 1
@@ -138,8 +153,14 @@ def test_progress_logger_prints_one_line_per_epoch(numpy_backend):
     X, y = synthetic_classification(n=200)
     stream = io.StringIO()
     model = pn.Model(pn.mlp([20, 8, 10]), backend=numpy_backend)
-    model.fit(X, y, epochs=3, verbose=0, callbacks=[pn.ProgressLogger(3, stream=stream)],
-              validation_split=0.25)
+    model.fit(
+        X,
+        y,
+        epochs=3,
+        verbose=0,
+        callbacks=[pn.ProgressLogger(3, stream=stream)],
+        validation_split=0.25,
+    )
     lines = stream.getvalue().strip().splitlines()
     assert len(lines) == 3 and lines[-1].startswith("epoch   3/3") and "val_acc" in lines[-1]
 
@@ -148,7 +169,9 @@ def test_l2_shrinks_weights_and_l1_sparsifies(numpy_backend):
     X, y = synthetic_classification(n=400)
     norms = {}
     for name, kwargs in {"none": {}, "l2": {"l2": 0.05}, "l1": {"l1": 0.01}}.items():
-        model = pn.Model(pn.mlp([20, 16, 10]), optimizer=pn.SGD(0.05), backend=numpy_backend, **kwargs)
+        model = pn.Model(
+            pn.mlp([20, 16, 10]), optimizer=pn.SGD(0.05), backend=numpy_backend, **kwargs
+        )
         model.fit(X, y, epochs=15, batch_size=20, verbose=0)
         W = model.get_weights()[0]["W"]
         norms[name] = (np.linalg.norm(W), np.mean(np.abs(W) < 1e-2))
@@ -158,8 +181,12 @@ def test_l2_shrinks_weights_and_l1_sparsifies(numpy_backend):
 
 def test_binary_task_with_sigmoid_output(backend):
     X, y = synthetic_classification(n=400, n_classes=2, seed=2)
-    model = pn.Model([pn.Dense(20, 1, init="glorot"), pn.Sigmoid()], loss="sigmoid_binary_cross_entropy",
-                     optimizer=pn.SGD(0.5), backend=backend)
+    model = pn.Model(
+        [pn.Dense(20, 1, init="glorot"), pn.Sigmoid()],
+        loss="sigmoid_binary_cross_entropy",
+        optimizer=pn.SGD(0.5),
+        backend=backend,
+    )
     model.fit(X, y, epochs=10, batch_size=40, verbose=0)
     assert model.evaluate(X, y)["accuracy"] > 0.9
     proba = backend.to_numpy(model.predict_proba(X))

@@ -1,0 +1,1 @@
+"""Runnable studies built on portnet: ``python -m experiments.fashion`` and the reproductions."""

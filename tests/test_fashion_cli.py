@@ -1,0 +1,235 @@
+"""The main job, `python -m experiments.fashion`, end to end on small data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def run(args, env_extra=None, timeout=600):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTNET_")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.fashion", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_help_explains_every_flag():
+    result = run(["--help"])
+    assert result.returncode == 0
+    for flag in (
+        "--backend",
+        "--device",
+        "--dtype",
+        "--dataset",
+        "--data-dir",
+        "--hidden",
+        "--activation",
+        "--optimizer",
+        "--lr",
+        "--batch-size",
+        "--epochs",
+        "--l1",
+        "--l2",
+        "--dropout",
+        "--patience",
+        "--seed",
+        "--train-size",
+        "--out",
+        "--config",
+        "--evaluate",
+    ):
+        assert flag in result.stdout, flag
+
+
+def test_cupy_without_gpu_exits_2_with_one_paragraph():
+    result = run([], env_extra={"PORTNET_BACKEND": "cupy"}, timeout=120)
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here; the no-GPU path is tested in test_backends")
+    except ImportError:
+        pass
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "cuda12" in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # one paragraph
+
+
+def test_unknown_backend_exits_2():
+    result = run(["--backend", "jax"], timeout=120)
+    assert result.returncode == 2 and "Known backends" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run(
+        [
+            "--dataset",
+            "fashion_mnist_sample",
+            "--epochs",
+            "3",
+            "--hidden",
+            "64",
+            "--batch-size",
+            "64",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_run_writes_every_output(sample_run):
+    out, stdout = sample_run
+    for name in (
+        "config.json",
+        "history.json",
+        "metrics.json",
+        "model.npz",
+        "curves.png",
+        "confusion.png",
+        "misclassified.png",
+        "preprocessing.npz",
+    ):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    history = json.loads((out / "history.json").read_text())
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "seconds"):
+        assert len(history[key]) == 3, key
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "best_epoch",
+        "epochs_run",
+        "backend",
+        "device",
+        "dtype",
+        "seconds_total",
+    ):
+        assert key in metrics, key
+    assert 0.5 < metrics["test_accuracy"] <= 1.0  # ten classes: chance is 0.1
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 500
+    assert "backend numpy" in stdout and "embedded sample" in stdout
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in stdout
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_saved_model_reproduces_accuracy_on_another_backend(sample_run):
+    out, _ = sample_run
+    recorded = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    result = run(["--evaluate", str(out), "--backend", "array_api_strict", "--device", "device1"])
+    assert result.returncode == 0, result.stderr
+    assert f"test accuracy {recorded:.4f} (recorded {recorded:.4f})" in result.stdout
+
+
+def test_config_file_is_read_and_flags_override(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        "dataset: fashion_mnist_sample\nhidden: 32\nepochs: 5\nbatch_size: 100\n"
+        "optimizer: adam\nlr: 0.002\nschedule: constant\n"
+    )
+    out = tmp_path / "run"
+    result = run(["--config", str(config), "--epochs", "1", "--out", str(out), "--no-plots"])
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden"] == [32] and saved["optimizer"] == "adam" and saved["epochs"] == 1
+    assert not (out / "curves.png").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hiden: 32\n")
+    result = run(["--config", str(bad)])
+    assert result.returncode == 2 and "hiden" in result.stderr
+
+
+def _first_epoch_loss(tmp_path, backend_args, dataset_args):
+    out = tmp_path / "-".join(backend_args).replace(":", "")
+    result = run(
+        [
+            *dataset_args,
+            "--train-size",
+            "2000",
+            "--epochs",
+            "2",
+            "--seed",
+            "0",
+            "--no-plots",
+            "--out",
+            str(out),
+            *backend_args,
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "history.json").read_text())["train_loss"][0]
+
+
+def test_numpy_and_strict_device1_agree_on_first_epoch(tmp_path):
+    dataset = [] if (SYSTEM_FASHION / FILES[0]).exists() else ["--dataset", "fashion_mnist_sample"]
+    numpy_loss = _first_epoch_loss(tmp_path, ["--backend", "numpy"], dataset)
+    strict_loss = _first_epoch_loss(
+        tmp_path, ["--backend", "array_api_strict", "--device", "device1"], dataset
+    )
+    assert strict_loss == pytest.approx(numpy_loss, rel=1e-4)
+
+
+def _copy_of_real_data(folder: Path) -> Path:
+    """A data folder linking to the real files, to damage one of them."""
+    if not (SYSTEM_FASHION / FILES[0]).exists():
+        pytest.skip("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
+    folder.mkdir()
+    for name in FILES:
+        (folder / name).symlink_to(SYSTEM_FASHION / name)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped-byte", "wrong-magic"])
+def test_damaged_data_file_exits_2_naming_file_and_fix(tmp_path, damage):
+    folder = _copy_of_real_data(tmp_path / "data")
+    target = folder / FILES[2]
+    data = (SYSTEM_FASHION / FILES[2]).read_bytes()
+    target.unlink()
+    target.write_bytes(data)
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:-100])
+    elif damage == "flipped-byte":
+        raw = bytearray(gzip.decompress(target.read_bytes()))
+        raw[500] ^= 0xFF
+        target.write_bytes(gzip.compress(bytes(raw)))
+    else:
+        raw = bytearray(gzip.decompress(target.read_bytes()))
+        raw[2] = 0x42  # not a known IDX dtype code
+        target.write_bytes(gzip.compress(bytes(raw)))
+    result = run(["--data-dir", str(folder), "--epochs", "1"], timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert FILES[2] in result.stderr
+    assert any(
+        word in result.stderr
+        for word in ("download", "re-download", "delete", "replace", "reinstall")
+    )
