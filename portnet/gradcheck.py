@@ -93,32 +93,49 @@ def check_layer_gradients(
     layer : Layer
     x : array_like
         Host input (converted to float64 on ``backend``).
-    params : dict, optional
-        Host parameters; by default ``layer.init`` with ``seed``.
+    params : dict or list of dict, optional
+        Host parameters (a list of per-layer dicts for a Sequential); by default
+        ``layer.init`` with ``seed``.
     backend : Backend
 
     Returns
     -------
     dict
-        ``{"x": err, "<param>": err, ...}``.
+        ``{"x": err, "<param>": err, ...}``; for a Sequential the parameter names
+        are ``"<layer index>.<param>"``.
     """
     f64 = _require_float64(backend)
     xp = backend.xp
     rng = np.random.default_rng(seed)
-    host_params = {
-        k: np.array(v, dtype=np.float64)
-        for k, v in (layer.init(rng) if params is None else params).items()
-    }
+    initial = layer.init(rng) if params is None else params
+    # A Sequential's parameters are a list of per-layer dicts: flatten to "i.key" names.
+    nested = isinstance(initial, list)
+    flat = (
+        {f"{i}.{k}": v for i, layer_p in enumerate(initial) for k, v in layer_p.items()}
+        if nested
+        else dict(initial)
+    )
+    host_params = {k: np.array(v, dtype=np.float64) for k, v in flat.items()}
     x_host = np.array(x, dtype=np.float64)
     ctx = Context(xp=xp, training=False, need_input_grad=True)
 
+    def to_device(p_h):
+        if not nested:
+            return {k: backend.asarray(v, f64) for k, v in p_h.items()}
+        tree = [{} for _ in initial]
+        for name, value in p_h.items():
+            i, key = name.split(".", 1)
+            tree[int(i)][key] = backend.asarray(value, f64)
+        return tree
+
     def run(x_h, p_h):
-        p_dev = {k: backend.asarray(v, f64) for k, v in p_h.items()}
-        return layer.forward(p_dev, backend.asarray(x_h, f64), ctx)
+        return layer.forward(to_device(p_h), backend.asarray(x_h, f64), ctx)
 
     y, backprop = run(x_host, host_params)
     r = rng.normal(size=tuple(y.shape))
     dx, grads = backprop(backend.asarray(r, f64))
+    if nested:
+        grads = {f"{i}.{k}": g for i, layer_g in enumerate(grads) for k, g in layer_g.items()}
 
     def objective(x_h, p_h):
         return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))

@@ -114,8 +114,11 @@ class Model:
         return self.network.n_out
 
     def _to_device(self, host: list[dict[str, np.ndarray]]) -> Tree:
+        # Copy first: on NumPy and torch-cpu, asarray may share the caller's memory,
+        # and in-place optimizer steps must never write into the user's arrays.
         return [
-            {k: self.backend.asarray(v, self.dtype) for k, v in layer.items()} for layer in host
+            {k: self.backend.asarray(np.array(v, copy=True), self.dtype) for k, v in layer.items()}
+            for layer in host
         ]
 
     def _n_trainable(self) -> int:

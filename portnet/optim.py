@@ -83,20 +83,24 @@ class Optimizer:
         inplace = bool(self.inplace)
         grads = self._clip(grads)
         t = state["t"] + 1
-        new_params = []
+        new_params, new_slots = [], []
         for layer_p, layer_g, layer_s, decayed in zip(
             params, grads, state["slots"], state["decay_mask"], strict=True
         ):
-            out = {}
+            out, out_slots = {}, {}
             for key, p in layer_p.items():
                 if self.weight_decay and key in decayed:
                     if inplace:
                         p *= 1.0 - lr * self.weight_decay
                     else:
                         p = p * (1.0 - lr * self.weight_decay)
-                out[key] = self._step(p, layer_g[key], layer_s[key], lr, t, inplace)
+                # A fresh slot dict: the portable path rebinds its entries, and the
+                # state passed in must stay as it was (update is a pure function there).
+                out_slots[key] = dict(layer_s[key])
+                out[key] = self._step(p, layer_g[key], out_slots[key], lr, t, inplace)
             new_params.append(out)
-        return new_params, {**state, "t": t}
+            new_slots.append(out_slots)
+        return new_params, {**state, "t": t, "slots": new_slots}
 
     def _clip(self, grads: Tree) -> Tree:
         if self.clip_value is not None:

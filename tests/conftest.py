@@ -27,7 +27,7 @@ def _load(name, device):
     try:
         return portnet.get_backend(name, device)
     except BackendError as exc:
-        pytest.skip(f"{name} on {device}: {exc}")
+        pytest.skip(f"{name} on {device}: {str(exc).split('. ')[0]}")
 
 
 @pytest.fixture(params=[pytest.param(case[1:], id=case[0]) for case in BACKEND_CASES])
