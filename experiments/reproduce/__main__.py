@@ -1,0 +1,151 @@
+"""``python -m experiments.reproduce STUDY``: regenerate a reference study's tables and figures.
+
+python -m experiments.reproduce s1                 # the full study, NumPy
+python -m experiments.reproduce s1 --quick         # a small, CI-sized version
+python -m experiments.reproduce s2 --backend torch --dataset fashion_mnist
+python -m experiments.reproduce report             # rebuild REPRODUCTION.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import portnet as pn
+from experiments.common import default_out_dir, fail, load_config_file, run_cli, write_json
+from experiments.reproduce import STUDIES
+from experiments.reproduce.results import write_reproduction_report, write_results
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclasses.dataclass
+class StudyContext:
+    """What a study's ``run`` gets: its merged config, the backend and where to write."""
+
+    study: str
+    config: dict[str, Any]
+    backend: pn.Backend
+    out: Path
+    quick: bool
+    plots: bool
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    #: Markdown a study adds below the claims table (its own tables, figure list).
+    extra_markdown: str = ""
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def log(self, message: str) -> None:
+        print(f"[{self.study} {self.elapsed():7.1f}s] {message}", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.reproduce",
+        description="Reproduce a reference study with portnet: every table and figure it "
+        "reports, side by side with the paper's numbers (results.json, results.md, PNGs).",
+        epilog="Studies: "
+        + "; ".join(f"{k}: {v}" for k, v in STUDIES.items())
+        + ". 'report' rebuilds REPRODUCTION.md from experiments/results/*.json.",
+    )
+    p.add_argument("study", choices=[*STUDIES, "report"], help="which study to run")
+    p.add_argument(
+        "--backend",
+        help="numpy, torch, cupy or array_api_strict (default: $PORTNET_BACKEND, else numpy)",
+    )
+    p.add_argument("--device", help="device of the backend (cpu, cuda:0, device1, ...)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small, fast version of the same study (fewer images and epochs)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config overriding the study's "
+        "defaults (default: experiments/configs/<study>.yaml)",
+    )
+    p.add_argument("--dataset", help="dataset to run the study on, where the study allows it")
+    p.add_argument("--data-dir", help="folder holding the dataset's IDX files")
+    p.add_argument("--seed", type=int, help="random seed (default from the config)")
+    p.add_argument("--out", help="output folder (default runs/<study>-<timestamp>)")
+    p.add_argument(
+        "--save-results",
+        action="store_true",
+        help="also copy results.json to experiments/results/<study>.json and "
+        "rebuild REPRODUCTION.md (for full runs)",
+    )
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
+    return p
+
+
+def resolve_config(module, args: argparse.Namespace) -> dict[str, Any]:
+    """DEFAULTS < config file < (with --quick) QUICK < the file's ``quick:`` block < flags."""
+    config = dict(module.DEFAULTS)
+    path = Path(args.config) if args.config else CONFIGS / f"{args.study}.yaml"
+    file_config = load_config_file(path) if path.is_file() else {}
+    quick_block = file_config.pop("quick", None) or {}
+    for source, values in ((path, file_config), (f"{path} (quick)", quick_block)):
+        unknown = sorted(set(values) - set(config))
+        if unknown:
+            fail(
+                f"unknown option(s) in {source}: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(config))}"
+            )
+    config.update(file_config)
+    if args.quick:
+        config.update(getattr(module, "QUICK", {}))
+        config.update(quick_block)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.study == "report":
+        print(f"wrote {write_reproduction_report()}")
+        return 0
+    module = importlib.import_module(f"experiments.reproduce.{args.study}")
+    config = resolve_config(module, args)
+    for key in ("dataset", "data_dir", "seed"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    backend = pn.get_backend(args.backend, args.device)
+    out = Path(args.out) if args.out else default_out_dir(args.study)
+    ctx = StudyContext(args.study, config, backend, out, args.quick, args.plots)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / "config.json",
+        {**config, "quick": args.quick, "backend": backend.name, "device": backend.device_name},
+    )
+    ctx.log(
+        f"{STUDIES[args.study]} — backend {backend.name}, device {backend.device_name}"
+        f"{', quick' if args.quick else ''}; writing to {out}/"
+    )
+    claims = module.run(ctx)
+    for claim in claims:
+        claim.backend = claim.backend or backend.name
+        claim.device = claim.device or backend.device_name
+    write_results(out, args.study, claims, ctx.extra_markdown)
+    print((out / "results.md").read_text())
+    if args.save_results:
+        if args.quick:
+            fail("--save-results is for full runs; drop --quick")
+        import shutil
+
+        from experiments.reproduce.results import COMMITTED
+
+        COMMITTED.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "results.json", COMMITTED / f"{args.study}.json")
+        print(f"wrote {write_reproduction_report()}")
+    ctx.log(f"done in {ctx.elapsed():.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, sys.argv[1:])
