@@ -82,6 +82,7 @@ def check_layer_gradients(
     backend,
     eps: float = 1e-6,
     seed: int = 0,
+    training: bool = False,
 ) -> dict[str, float]:
     r"""Relative error of every gradient of a layer (input and parameters), in float64.
 
@@ -97,6 +98,9 @@ def check_layer_gradients(
         Host parameters (a list of per-layer dicts for a Sequential); by default
         ``layer.init`` with ``seed``.
     backend : Backend
+    training : bool
+        Check the training-mode maths (e.g. batch statistics in BatchNorm).
+        Non-trainable state (``Layer.state_names``) is never checked.
 
     Returns
     -------
@@ -117,7 +121,11 @@ def check_layer_gradients(
     )
     host_params = {k: np.array(v, dtype=np.float64) for k, v in flat.items()}
     x_host = np.array(x, dtype=np.float64)
-    ctx = Context(xp=xp, training=False, need_input_grad=True)
+    ctx = Context(xp=xp, training=training, need_input_grad=True)
+    sublayers = layer.layers if nested else [layer]
+    state = {
+        (f"{i}.{k}" if nested else k) for i, sub in enumerate(sublayers) for k in sub.state_names
+    }
 
     def to_device(p_h):
         if not nested:
@@ -147,6 +155,8 @@ def check_layer_gradients(
         )
     }
     for key in host_params:
+        if key in state:
+            continue
 
         def f(v, key=key):
             return objective(x_host, {**host_params, key: v})
@@ -226,8 +236,11 @@ def gradient_check(
     if entries is None:
         rng = np.random.default_rng(seed)
         entries = []
+        layers = trainer.network.layers
         for i, layer in enumerate(host):
             for key, value in layer.items():
+                if key in layers[i].state_names:
+                    continue
                 for _ in range(n_per_param):
                     entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
     rows = []

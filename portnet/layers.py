@@ -40,12 +40,20 @@ class Context:
         Per-step randomness, needed only by dropout in training mode.
     need_input_grad : bool
         Whether backprop must return the gradient with respect to the input.
+    state_updates : dict or None
+        Where layers with non-trainable state (``Layer.state_names``, e.g. batch-norm
+        running statistics) put its new values in training mode, keyed by
+        ``(layer_index, name)``; the trainer stores them after the optimizer step.
+    layer_index : int
+        Position of the current layer in its Sequential (set for stateful layers).
     """
 
     xp: Any
     training: bool = False
     random: Any = None
     need_input_grad: bool = True
+    state_updates: dict | None = None
+    layer_index: int = 0
 
 
 class RandomStream:
@@ -80,6 +88,12 @@ class Layer:
     @property
     def weight_names(self) -> tuple[str, ...]:
         """Parameters that regularizers and weight decay act on (not biases)."""
+        return ()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Non-trainable entries of the parameters (running statistics): saved and
+        loaded like weights, never touched by the optimizer."""
         return ()
 
     def __repr__(self) -> str:
@@ -256,11 +270,12 @@ class Sequential(Layer):
         backprops = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             need = ctx.need_input_grad if i == 0 else True
-            inner = (
-                dataclasses.replace(ctx, need_input_grad=need)
-                if need != ctx.need_input_grad
-                else ctx
-            )
+            if layer.state_names:
+                inner = dataclasses.replace(ctx, need_input_grad=need, layer_index=i)
+            elif need != ctx.need_input_grad:
+                inner = dataclasses.replace(ctx, need_input_grad=need)
+            else:
+                inner = ctx
             x, back = layer.forward(p, x, inner)
             backprops.append(back)
 

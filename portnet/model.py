@@ -96,7 +96,9 @@ class Model:
         self.trainer = Trainer(Sequential(train_layers), self.loss, optimizer, self.regularizers)
         host = self.network.init(np.random.default_rng(self.seed))
         self.params: Tree = self._to_device(host)
-        self._opt_state = self.optimizer.init(self._trainable_params(), self._decay_mask())
+        self._opt_state = self.optimizer.init(
+            self._trainable_params(), self._decay_mask(), self._frozen_mask()
+        )
         self._epochs_done = 0
         self.stop_training = False
 
@@ -133,6 +135,9 @@ class Model:
     def _decay_mask(self):
         return [layer.weight_names for layer in self.trainer.network.layers]
 
+    def _frozen_mask(self):
+        return [layer.state_names for layer in self.trainer.network.layers]
+
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """The parameters as NumPy arrays (one dict per layer)."""
         return [{k: self.backend.to_numpy(v) for k, v in layer.items()} for layer in self.params]
@@ -151,7 +156,9 @@ class Model:
                         f"got {np.shape(value)}"
                     )
         self.params = self._to_device(weights)
-        self._opt_state = self.optimizer.init(self._trainable_params(), self._decay_mask())
+        self._opt_state = self.optimizer.init(
+            self._trainable_params(), self._decay_mask(), self._frozen_mask()
+        )
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):

@@ -61,19 +61,32 @@ class Optimizer:
         """The learning rate for ``epoch`` (a Python float)."""
         return self.schedule(epoch)
 
-    def init(self, params: Tree, decay_mask: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
+    def init(
+        self,
+        params: Tree,
+        decay_mask: list[tuple[str, ...]] | None = None,
+        frozen: list[tuple[str, ...]] | None = None,
+    ) -> dict[str, Any]:
         """Create the optimizer state: step count and zeroed buffers like ``params``.
 
         ``decay_mask`` lists, per layer, the parameter names weight decay applies
-        to; by default the ones called ``"W"``.
+        to; by default the ones called ``"W"``. ``frozen`` lists, per layer, the
+        entries the optimizer must leave alone (non-trainable state such as
+        batch-norm running statistics); they need no gradient.
         """
         if decay_mask is None:
             decay_mask = [tuple(k for k in layer if k == "W") for layer in params]
+        if frozen is None:
+            frozen = [() for _ in params]
         slots = [
-            {key: {name: _zeros_like(p) for name in self.slot_names} for key, p in layer.items()}
-            for layer in params
+            {
+                key: {name: _zeros_like(p) for name in self.slot_names}
+                for key, p in layer.items()
+                if key not in skip
+            }
+            for layer, skip in zip(params, frozen, strict=True)
         ]
-        return {"t": 0, "slots": slots, "decay_mask": decay_mask}
+        return {"t": 0, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
 
     def update(
         self, params: Tree, grads: Tree, state: dict[str, Any], lr: float | None = None
@@ -89,6 +102,9 @@ class Optimizer:
         ):
             out, out_slots = {}, {}
             for key, p in layer_p.items():
+                if key not in layer_s:  # frozen: non-trainable state, updated elsewhere
+                    out[key] = p
+                    continue
                 if self.weight_decay and key in decayed:
                     if inplace:
                         p *= 1.0 - lr * self.weight_decay

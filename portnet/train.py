@@ -142,6 +142,8 @@ class Trainer:
     def step(self, params: Tree, state, xb, yb, lr: float, ctx: Context):
         """One minibatch step. Returns new params, state, the batch loss and correct count."""
         xp = ctx.xp
+        if self.stateful:
+            ctx.state_updates = {}
         outputs, backprop = self.network.forward(params, xb, ctx)
         loss, d_outputs = self.loss(outputs, yb)
         correct = count_correct(xp, self.loss, outputs, yb)
@@ -149,7 +151,14 @@ class Trainer:
         if self.regularizers:
             grads = self._add_penalty_grads(xp, params, grads)
         params, state = self.optimizer.update(params, grads, state, lr)
+        if self.stateful:
+            params = apply_state_updates(params, ctx.state_updates)
         return params, state, loss, correct
+
+    @property
+    def stateful(self) -> bool:
+        """Whether any layer keeps non-trainable state (e.g. batch-norm statistics)."""
+        return any(layer.state_names for layer in getattr(self.network, "layers", [self.network]))
 
     def _add_penalty_grads(self, xp, params, grads):
         layers = getattr(self.network, "layers", [self.network])
@@ -221,6 +230,16 @@ class Trainer:
             loss_sum = loss_sum + loss * float(xb.shape[0])
             correct_sum = correct_sum + count_correct(xp, self.loss, outputs, yb)
         return loss_sum, correct_sum
+
+
+def apply_state_updates(params: Tree, updates: dict | None) -> Tree:
+    """Store new values of non-trainable state, keyed ``(layer_index, name)``."""
+    if not updates:
+        return params
+    params = list(params)
+    for (index, name), value in updates.items():
+        params[index] = {**params[index], name: value}
+    return params
 
 
 def _xp(array):
