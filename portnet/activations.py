@@ -1,8 +1,9 @@
 r"""Element-wise activation layers (no parameters).
 
-Each backprop multiplies the incoming gradient by the local derivative, written
-with ``where`` rather than boolean-mask assignment so that it stays one fused
-array expression on every backend.
+Each backprop multiplies the incoming gradient by the local derivative. Masks
+are cast to the float dtype and multiplied rather than applied with ``where``
+or boolean-mask assignment: NumPy's ``where`` is about ten times slower than a
+multiply on these shapes, and a multiply is one kernel on every backend.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ class ReLU(Layer):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        y = xp.maximum(x, 0.0)
+        # clip rather than maximum(x, 0.0): array-api-compat turns the scalar of
+        # maximum into a new torch tensor each call (a host->device copy on CUDA).
+        y = xp.clip(x, min=0.0)
 
         def backprop(dy):
-            return xp.where(y > 0, dy, 0.0), {}
+            return dy * xp.astype(y > 0, dy.dtype), {}
 
         return y, backprop
 
@@ -44,11 +47,12 @@ class LeakyReLU(Layer):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        positive = x > 0
-        y = xp.where(positive, x, self.alpha * x)
+        # slope is 1 where x > 0 and alpha elsewhere: one mask, reused by backprop.
+        slope = self.alpha + (1.0 - self.alpha) * xp.astype(x > 0, x.dtype)
+        y = x * slope
 
         def backprop(dy):
-            return xp.where(positive, dy, self.alpha * dy), {}
+            return dy * slope, {}
 
         return y, backprop
 

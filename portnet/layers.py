@@ -46,6 +46,11 @@ class Context:
         ``(layer_index, name)``; the trainer stores them after the optimizer step.
     layer_index : int
         Position of the current layer in its Sequential (set for stateful layers).
+    check_inputs : bool
+        Check that input and weights share a library and device (the training loop
+        turns this off: it validated the data once).
+    inplace : bool
+        Layers may update their own fresh outputs in place (NumPy, CuPy, torch).
     """
 
     xp: Any
@@ -54,6 +59,8 @@ class Context:
     need_input_grad: bool = True
     state_updates: dict | None = None
     layer_index: int = 0
+    check_inputs: bool = True
+    inplace: bool = False
 
 
 class RandomStream:
@@ -170,7 +177,10 @@ class Dense(Layer):
         W = params["W"]
         y = xp.matmul(x, W)
         if self.bias:
-            y = y + params["b"]
+            if ctx.inplace:
+                y += params["b"]  # y is the fresh matmul result: no extra array
+            else:
+                y = y + params["b"]
         need_dx = ctx.need_input_grad
 
         def backprop(dy):
@@ -211,11 +221,12 @@ class Dropout(Layer):
         if ctx.random is None:
             raise ValueError("Dropout in training mode needs ctx.random (a RandomStream)")
         keep = ctx.random.uniform(tuple(x.shape), x.dtype) >= self.rate
-        scale = 1.0 / (1.0 - self.rate)
-        y = xp.where(keep, x * scale, 0.0)
+        # The mask already holds the 1/(1-rate) scale: one multiply forward and back.
+        mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
+        y = x * mask
 
         def backprop(dy):
-            return xp.where(keep, dy * scale, 0.0), {}
+            return dy * mask, {}
 
         return y, backprop
 
@@ -265,8 +276,9 @@ class Sequential(Layer):
 
     def forward(self, params, x, ctx):
         # One check at the entry: data and weights must share a library and a device.
-        first = next((v for layer in params for v in layer.values()), None)
-        namespace_of(x, first)
+        if ctx.check_inputs:
+            first = next((v for layer in params for v in layer.values()), None)
+            namespace_of(x, first)
         backprops = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             need = ctx.need_input_grad if i == 0 else True

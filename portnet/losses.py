@@ -53,10 +53,11 @@ class SoftmaxCrossEntropy(Loss):
         if targets.ndim == 1:
             targets = one_hot(xp, targets, k, logits.dtype)
         shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-        log_norm = xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
-        log_probs = shifted - log_norm
-        loss = -xp.sum(targets * log_probs) / n
-        grad = (xp.exp(log_probs) - targets) / n
+        exp_shifted = xp.exp(shifted)  # computed once, for the loss and the gradient
+        norm = xp.sum(exp_shifted, axis=-1, keepdims=True)
+        # -sum t * log softmax = sum t * (log norm - shifted)
+        loss = xp.sum(targets * (xp.log(norm) - shifted)) / n
+        grad = (exp_shifted / norm - targets) * (1.0 / n)
         return loss, grad
 
 

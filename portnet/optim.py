@@ -88,10 +88,27 @@ class Optimizer:
         ]
         return {"t": 0, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
 
+    def gradient_scale(self, lr: float) -> float | None:
+        """The factor ``update(..., prescaled=True)`` expects gradients multiplied by.
+
+        ``None`` when this optimizer needs the raw gradients (adaptive methods, or
+        clipping, whose thresholds refer to raw gradients).
+        """
+        return None
+
     def update(
-        self, params: Tree, grads: Tree, state: dict[str, Any], lr: float | None = None
+        self,
+        params: Tree,
+        grads: Tree,
+        state: dict[str, Any],
+        lr: float | None = None,
+        prescaled: bool = False,
     ) -> tuple[Tree, dict[str, Any]]:
-        """Apply one step. Returns the new parameters and state."""
+        """Apply one step. Returns the new parameters and state.
+
+        With ``prescaled=True`` the gradients are already multiplied by
+        :meth:`gradient_scale` (the training loop does this once on the loss gradient).
+        """
         lr = self.lr_at(0) if lr is None else float(lr)
         inplace = bool(self.inplace)
         grads = self._clip(grads)
@@ -113,7 +130,11 @@ class Optimizer:
                 # A fresh slot dict: the portable path rebinds its entries, and the
                 # state passed in must stay as it was (update is a pure function there).
                 out_slots[key] = dict(layer_s[key])
-                out[key] = self._step(p, layer_g[key], out_slots[key], lr, t, inplace)
+                g = layer_g[key]
+                if prescaled:
+                    out[key] = self._step_prescaled(p, g, out_slots[key], inplace)
+                else:
+                    out[key] = self._step(p, g, out_slots[key], lr, t, inplace)
             new_params.append(out)
             new_slots.append(out_slots)
         return new_params, {**state, "t": t, "slots": new_slots}
@@ -136,6 +157,12 @@ class Optimizer:
     def _step(self, p, g, slots: dict[str, Any], lr: float, t: int, inplace: bool):
         raise NotImplementedError
 
+    def _step_prescaled(self, p, g, slots: dict[str, Any], inplace: bool):
+        raise NotImplementedError(f"{type(self).__name__} takes raw gradients")
+
+    def _unclipped(self) -> bool:
+        return self.clip_norm is None and self.clip_value is None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.schedule!r})"
 
@@ -153,12 +180,21 @@ def _zeros_like(p):
 class SGD(Optimizer):
     r"""Plain gradient descent :math:`w \leftarrow w - \eta g`."""
 
+    def gradient_scale(self, lr):
+        return lr if self._unclipped() else None
+
     def _step(self, p, g, slots, lr, t, inplace):
         if inplace:
             g *= lr
             p -= g
             return p
         return p - lr * g
+
+    def _step_prescaled(self, p, g, slots, inplace):  # g is already lr * gradient
+        if inplace:
+            p -= g
+            return p
+        return p - g
 
 
 class Momentum(Optimizer):
@@ -180,6 +216,20 @@ class Momentum(Optimizer):
         if not 0.0 <= gamma < 1.0:
             raise ValueError(f"momentum gamma must be in [0, 1), got {gamma}")
         self.gamma, self.form = float(gamma), form
+
+    def gradient_scale(self, lr):
+        return lr if self.form == "classic" and self._unclipped() else None
+
+    def _step_prescaled(self, p, g, slots, inplace):  # classic form, g = lr * gradient
+        v = slots["velocity"]
+        if inplace:
+            v *= self.gamma
+            v -= g
+            p += v
+            return p
+        v = self.gamma * v - g
+        slots["velocity"] = v
+        return p + v
 
     def _step(self, p, g, slots, lr, t, inplace):
         v, gamma = slots["velocity"], self.gamma

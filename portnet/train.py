@@ -117,7 +117,8 @@ def count_correct(xp, loss: Loss, outputs, targets):
     if isinstance(loss, SoftmaxCrossEntropy):
         predicted = xp.argmax(outputs, axis=-1)
         labels = xp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
-        return xp.sum(xp.astype(predicted == xp.astype(labels, predicted.dtype), outputs.dtype))
+        labels = xp.astype(labels, predicted.dtype, copy=False)
+        return xp.sum(xp.astype(predicted == labels, outputs.dtype))
     if isinstance(loss, SigmoidBinaryCrossEntropy):
         predicted = xp.reshape(outputs > 0, (-1,))
         truth = xp.reshape(targets, (-1,)) > 0.5
@@ -139,6 +140,11 @@ class Trainer:
     optimizer: Optimizer
     regularizers: Sequence[Regularizer] = ()
 
+    def __post_init__(self) -> None:
+        self.layers = list(getattr(self.network, "layers", [self.network]))
+        # Whether any layer keeps non-trainable state (e.g. batch-norm statistics).
+        self.stateful = any(layer.state_names for layer in self.layers)
+
     def step(self, params: Tree, state, xb, yb, lr: float, ctx: Context):
         """One minibatch step. Returns new params, state, the batch loss and correct count."""
         xp = ctx.xp
@@ -147,32 +153,32 @@ class Trainer:
         outputs, backprop = self.network.forward(params, xb, ctx)
         loss, d_outputs = self.loss(outputs, yb)
         correct = count_correct(xp, self.loss, outputs, yb)
+        # Backprop is linear in d_outputs: scaling the small (batch x classes) output
+        # gradient by lr scales every parameter gradient, which saves SGD and classic
+        # momentum one pass over each parameter array.
+        scale = self.optimizer.gradient_scale(lr)
+        if scale is not None:
+            d_outputs = d_outputs * scale
         _, grads = backprop(d_outputs)
         if self.regularizers:
-            grads = self._add_penalty_grads(xp, params, grads)
-        params, state = self.optimizer.update(params, grads, state, lr)
+            grads = self._add_penalty_grads(xp, params, grads, 1.0 if scale is None else scale)
+        params, state = self.optimizer.update(params, grads, state, lr, prescaled=scale is not None)
         if self.stateful:
             params = apply_state_updates(params, ctx.state_updates)
         return params, state, loss, correct
 
-    @property
-    def stateful(self) -> bool:
-        """Whether any layer keeps non-trainable state (e.g. batch-norm statistics)."""
-        return any(layer.state_names for layer in getattr(self.network, "layers", [self.network]))
-
-    def _add_penalty_grads(self, xp, params, grads):
-        layers = getattr(self.network, "layers", [self.network])
-        for layer, p, g in zip(layers, params, grads, strict=True):
+    def _add_penalty_grads(self, xp, params, grads, scale: float = 1.0):
+        for layer, p, g in zip(self.layers, params, grads, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
-                    g[key] = g[key] + reg(xp, p[key])[1]
+                    penalty_grad = reg(xp, p[key])[1]
+                    g[key] = g[key] + (penalty_grad if scale == 1.0 else scale * penalty_grad)
         return grads
 
     def penalty(self, xp, params):
         """Total regularization penalty (0-d) of the current weights."""
-        layers = getattr(self.network, "layers", [self.network])
         total = None
-        for layer, p in zip(layers, params, strict=True):
+        for layer, p in zip(self.layers, params, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     value = reg(xp, p[key])[0]
@@ -199,7 +205,16 @@ class Trainer:
         """
         xp = _xp(X)
         n = order.shape[0]
-        ctx = Context(xp=xp, training=True, random=random, need_input_grad=False)
+        # The data were validated and placed once by fit: no per-step device check.
+        # In-place bias adds are safe where the optimizer may mutate arrays.
+        ctx = Context(
+            xp=xp,
+            training=True,
+            random=random,
+            need_input_grad=False,
+            check_inputs=False,
+            inplace=bool(self.optimizer.inplace),
+        )
         loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         n_batches = -(-n // batch_size)

@@ -193,3 +193,20 @@ def test_binary_task_with_sigmoid_output(backend):
     assert proba.shape == (400, 1) and np.all((proba > 0) & (proba < 1))
     labels = backend.to_numpy(model.predict(X))
     np.testing.assert_array_equal(labels, (proba[:, 0] > 0.5).astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda **kw: pn.SGD(0.1, **kw), lambda **kw: pn.Momentum(0.05, gamma=0.9, **kw)],
+    ids=["sgd", "momentum"],
+)
+def test_lr_prescaled_gradients_train_like_raw_gradients(backend, make_optimizer):
+    """The loop folds lr into the loss gradient for SGD/momentum; clipping turns that off."""
+    X, y = synthetic_classification(n=300, seed=4)
+    histories = []
+    for kwargs in ({}, {"clip_norm": 1e30}):  # a clip that never bites forces the raw path
+        optimizer = make_optimizer(**kwargs)
+        assert (optimizer.gradient_scale(0.1) is None) == bool(kwargs)
+        model = pn.Model(pn.mlp([20, 16, 10]), optimizer=optimizer, l2=1e-3, backend=backend)
+        histories.append(model.fit(X, y, epochs=3, batch_size=30, verbose=0).history)
+    np.testing.assert_allclose(histories[0]["train_loss"], histories[1]["train_loss"], rtol=2e-5)

@@ -1,0 +1,440 @@
+"""Seconds per training epoch: portnet on each backend against PyTorch, scikit-learn,
+course-style NumPy and the matrix-product floor, timed side by side in one run.
+
+Run ``python -m benchmarks.epoch_time --help``. Every implementation trains the
+same network from the same initial weights on the same pre-loaded Fashion-MNIST
+arrays with SGD + momentum 0.9 (lr 0.01). Each gets one untimed warm-up epoch;
+then repeat *r* times every implementation once, in an order rotated by *r*, so
+slow drifts of the machine (other processes, thermal state) hit all of them
+alike. The clock is read only after the backend's ``synchronize``. Results: a
+JSON file, a Markdown report and a PNG chart (see :mod:`benchmarks.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import counters, report
+from .implementations import IMPLEMENTATIONS, BenchData, Implementation, PortnetStrict
+from .machine import machine_info
+from .workloads import WORKLOADS, Workload
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+QUICK_DATASET = "fashion_mnist_sample"
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag documented in ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.epoch_time",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog=(
+            "Speed is never asserted; ratios are only meaningful within one run. On a busy "
+            "or small machine, repeat the run and compare the min columns."
+        ),
+    )
+    parser.add_argument(
+        "--workload",
+        action="append",
+        metavar="NAME[,NAME]",
+        help=(
+            "network(s) to train; repeatable or comma-separated: "
+            + "; ".join(w.label for w in WORKLOADS.values())
+            + " (default mlp-s3)"
+        ),
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N[,N]",
+        help="minibatch size(s), comma-separated, e.g. 128,512 (default 128)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="timed epochs per repeat; the reported time is per epoch (default 1)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="interleaved repeats; median, min and max are over these (default 5, quick 1)",
+    )
+    parser.add_argument(
+        "--implementations",
+        metavar="NAME[,NAME]",
+        help=(
+            "comma-separated subset of "
+            + ", ".join(IMPLEMENTATIONS)
+            + " (default: all; unavailable ones are listed as skipped with the reason)"
+        ),
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        metavar="N",
+        help="train on the first N training images (default: all of the dataset)",
+    )
+    parser.add_argument(
+        "--dataset",
+        help=(
+            "portnet dataset name (default fashion_mnist; with --quick "
+            f"{QUICK_DATASET}, the 2,000 images shipped with portnet, so CI needs no download)"
+        ),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=(
+            "tiny CI-sized run: the 2,000 shipped images, 1 repeat, 1 thread per library, "
+            "the warm-up is one epoch of those 2,000 images; finishes in seconds and "
+            "checks that everything runs, not speed (explicit flags still override)"
+        ),
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="directory for the Markdown report and the PNG chart (default benchmarks/results/)",
+    )
+    parser.add_argument(
+        "--name",
+        help=(
+            "base name of the output files <out>/<name>.{json,md,png} (default: the stem of "
+            "--json if given, else epoch_time, or epoch_time_quick with --quick)"
+        ),
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="where to write the JSON results (default <out>/<name>.json)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=(
+            "limit every BLAS and OpenMP pool (threadpoolctl) and torch.set_num_threads to N "
+            "for all implementations alike (default: each library's own default; --quick "
+            "uses 1, so that CI on a loaded machine stays fast: oversubscribed multi-threaded "
+            "BLAS can be 50x slower there)"
+        ),
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial weights and shuffles (default 0)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and validate the command line; fills in the defaults that depend on ``--quick``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    names = [n for item in (args.workload or ["mlp-s3"]) for n in _comma_list(item)]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        known = ", ".join(WORKLOADS)
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {known}")
+    args.workloads = [WORKLOADS[n] for n in dict.fromkeys(names)]
+    try:
+        args.batch_sizes = [int(b) for b in _comma_list(args.batch_size or "128")]
+    except ValueError:
+        parser.error(f"--batch-size takes integers like 128,512, got {args.batch_size!r}")
+    impls = _comma_list(args.implementations) if args.implementations else list(IMPLEMENTATIONS)
+    unknown = [n for n in impls if n not in IMPLEMENTATIONS]
+    if unknown:
+        parser.error(
+            f"unknown implementation(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(IMPLEMENTATIONS)}"
+        )
+    args.implementation_names = list(dict.fromkeys(impls))
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
+    args.dataset = args.dataset or (QUICK_DATASET if args.quick else "fashion_mnist")
+    if args.threads is None and args.quick:
+        args.threads = 1
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    for flag in ("epochs", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1")
+    if min(args.batch_sizes, default=0) < 1:
+        parser.error("--batch-size takes positive integers")
+    if args.train_size is not None and args.train_size < 1:
+        parser.error("--train-size must be positive")
+    if args.name is None:
+        args.name = args.json.stem if args.json else "epoch_time" + ("_quick" if args.quick else "")
+    args.json = args.json or args.out / f"{args.name}.json"
+    return args
+
+
+def load_data(dataset: str, train_size: int | None) -> BenchData:
+    """Load the training images once, scaled to [0, 1] float32, labels int64."""
+    from portnet.data import load_dataset, scale_images
+
+    ds = load_dataset(dataset)
+    X, y = scale_images(ds.X_train), np.asarray(ds.y_train, dtype=np.int64)
+    if train_size is not None:
+        if train_size > X.shape[0]:
+            sys.exit(f"--train-size {train_size} is more than the {X.shape[0]} images of {dataset}")
+        X, y = X[:train_size], y[:train_size]
+    return BenchData(np.ascontiguousarray(X), np.ascontiguousarray(y), ds.n_classes)
+
+
+def limit_threads(threads: int | None):
+    """Limit every loaded BLAS/OpenMP pool and torch's intra-op pool to ``threads``.
+
+    Returns the threadpoolctl limiter (to restore later), or ``None`` when
+    ``threads`` is ``None``: then nothing is touched and each library keeps its default.
+    Call it after the libraries under test are imported; threadpoolctl only sees
+    loaded libraries.
+    """
+    if threads is None:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(limits=threads)
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(threads)
+    return limiter
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _time_epochs(impl: Implementation, epochs: int) -> tuple[float, float, float]:
+    """Wall seconds and process CPU seconds per epoch over ``epochs`` epochs, and the last loss.
+
+    CPU time (all threads of this process) is recorded beside wall time because on
+    a shared machine it is far less sensitive to other processes: with one thread
+    per library it is the better estimate of the cost; with several it also counts
+    threads spinning while they wait.
+    """
+    impl.synchronize()
+    cpu_start, start = time.process_time(), time.perf_counter()
+    loss = float("nan")
+    for _ in range(epochs):
+        loss = impl.run_epoch()
+    impl.synchronize()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return wall / epochs, cpu / epochs, loss
+
+
+def _entry(workload: Workload, batch_size: int, name: str, data: BenchData) -> dict[str, Any]:
+    return {
+        "workload": workload.name,
+        "workload_label": workload.label,
+        "batch_size": batch_size,
+        "implementation": name,
+        "status": "ok",
+        "reason": None,
+        "n_train": data.n,
+        "steps_per_epoch": -(-data.n // batch_size),
+        "median_s": None,
+        "min_s": None,
+        "max_s": None,
+        "times_s": [],
+        "cpu_median_s": None,
+        "cpu_times_s": [],
+        "ratio_to_torch": None,
+        "ratio_to_gemm_only": None,
+        "final_loss": None,
+        "transfers_per_epoch": None,
+        "ops_per_step": None,
+        "kernels_per_step": None,
+        "op_list": None,
+        "op_count_source": None,
+    }
+
+
+def run_group(
+    workload: Workload, batch_size: int, data: BenchData, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Time every implementation on one (workload, batch size), interleaved; return entries."""
+    tag = f"[{workload.name} b{batch_size}]"
+    entries: dict[str, dict[str, Any]] = {}
+    impls: dict[str, Implementation] = {}
+    for name in args.implementation_names:
+        entry = entries[name] = _entry(workload, batch_size, name, data)
+        cls = IMPLEMENTATIONS[name]
+        reason = cls.unavailable_reason()
+        if reason is None:
+            try:
+                impls[name] = cls(workload, batch_size, data, args.seed)
+            except Exception as exc:  # one broken implementation must not sink the run
+                reason = f"setup failed: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            entry.update(status="skipped", reason=reason)
+            _say(f"{tag} {name}: skipped ({reason.splitlines()[0]})")
+
+    for name, impl in impls.items():
+        # The warm-up epoch, untimed; for portnet it also counts the epoch's transfers.
+        start = time.perf_counter()
+        if impl.backend is not None:
+            entries[name]["transfers_per_epoch"] = counters.transfers_of_epoch(impl)
+        else:
+            impl.run_epoch()
+        impl.synchronize()
+        _say(f"{tag} warm-up {name}: {time.perf_counter() - start:.3f} s")
+
+    names = list(impls)
+    for r in range(args.repeats):
+        # Rotate the order each repeat, so no implementation always runs first or last.
+        k = r % len(names) if names else 0
+        for name in names[k:] + names[:k]:
+            seconds, cpu, loss = _time_epochs(impls[name], args.epochs)
+            entries[name]["times_s"].append(seconds)
+            entries[name]["cpu_times_s"].append(cpu)
+            entries[name]["final_loss"] = loss
+            _say(
+                f"{tag} repeat {r + 1}/{args.repeats} {name}: {seconds:.3f} s/epoch "
+                f"(CPU {cpu:.3f} s)"
+            )
+
+    for entry in entries.values():
+        if entry["status"] == "ok":
+            times = entry["times_s"]
+            entry.update(median_s=statistics.median(times), min_s=min(times), max_s=max(times))
+            entry["cpu_median_s"] = statistics.median(entry["cpu_times_s"])
+    for ref, key in (("torch", "ratio_to_torch"), ("gemm-only", "ratio_to_gemm_only")):
+        base = entries.get(ref)
+        if base and base["status"] == "ok":
+            for entry in entries.values():
+                if entry["status"] == "ok":
+                    entry[key] = entry["median_s"] / base["median_s"]
+    impls.clear()
+    gc.collect()
+    return list(entries.values())
+
+
+def count_ops(
+    workload: Workload, batch_size: int, data: BenchData, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Op counts per step for portnet's two optimizer paths and native torch (needs torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return []
+    counts = [
+        ("portnet, in-place path (numpy, torch, cupy)", True),
+        ("portnet, portable path (array_api_strict)", False),
+    ]
+    out = []
+    for label, inplace in counts:
+        c = counters.count_portnet_step(workload, batch_size, data, args.seed, inplace=inplace)
+        out.append({"workload": workload.name, "label": label, "inplace": inplace, **c.to_dict()})
+    c = counters.count_torch_step(workload, batch_size, data, args.seed)
+    out.append({"workload": workload.name, "label": "native torch", "inplace": None, **c.to_dict()})
+    return out
+
+
+def attach_op_counts(entries: list[dict[str, Any]], op_counts: list[dict[str, Any]]) -> None:
+    """Give each portnet entry the count of the optimizer path its backend runs, torch its own."""
+    for entry in entries:
+        name = entry["implementation"]
+        if name == "torch":
+            label = "native torch"
+        elif name.startswith("portnet-"):
+            portable = name == PortnetStrict.name
+            label = next((c["label"] for c in op_counts if c["inplace"] is (not portable)), None)
+        else:
+            continue
+        count = next(
+            (c for c in op_counts if c["workload"] == entry["workload"] and c["label"] == label),
+            None,
+        )
+        if count is not None:
+            entry.update(
+                ops_per_step=count["total"],
+                kernels_per_step=count["kernels"],
+                op_list=count["ops"],
+                op_count_source=count["counted_on"],
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write ``<name>.json``, ``<name>.md`` and ``<name>.png``."""
+    args = parse_args(argv)
+    command = "python -m benchmarks.epoch_time " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    data = load_data(args.dataset, args.train_size)
+    # Import the libraries under test before recording the machine, so threadpoolctl
+    # sees their BLAS and OpenMP runtimes.
+    for name in args.implementation_names:
+        IMPLEMENTATIONS[name].unavailable_reason()
+    limits = limit_threads(args.threads)
+    machine = machine_info()
+    _say(
+        f"{args.dataset}: {data.n} images; {len(args.implementation_names)} implementations; "
+        f"{args.repeats} repeat(s) of {args.epochs} epoch(s); CPU {machine['cpu_model']}, "
+        f"load {machine['load_average']}"
+    )
+    results: list[dict[str, Any]] = []
+    op_counts: list[dict[str, Any]] = []
+    for workload in args.workloads:
+        counted = False
+        for batch_size in args.batch_sizes:
+            entries = run_group(workload, batch_size, data, args)
+            if not counted:
+                # Op counts do not depend on the batch size: count once per workload.
+                op_counts += count_ops(workload, batch_size, data, args)
+                counted = True
+            attach_op_counts(entries, op_counts)
+            results += entries
+    machine["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    document = {
+        "benchmark": "epoch_time",
+        "command": command,
+        "settings": {
+            "dataset": args.dataset,
+            "train_size": data.n,
+            "workloads": [w.name for w in args.workloads],
+            "batch_sizes": args.batch_sizes,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "warmup_epochs": 1,
+            "implementations": args.implementation_names,
+            "quick": args.quick,
+            "seed": args.seed,
+            "threads": args.threads,
+        },
+        "machine": machine,
+        "notes": {n: IMPLEMENTATIONS[n].note for n in args.implementation_names},
+        "results": results,
+        "op_counts": op_counts,
+    }
+    out_md = args.out / f"{args.name}.md"
+    out_png = args.out / f"{args.name}.png"
+    report.write_json(args.json, document)
+    markdown = report.markdown_report(report.json_safe(document))
+    report.write_markdown(out_md, markdown)
+    report.write_plot(out_png, results, f"Seconds per epoch, {args.dataset} ({data.n} images)")
+    _say("")
+    _say(markdown)
+    _say(f"wrote {args.json}, {out_md}, {out_png}")
+    if limits is not None:
+        limits.restore_original_limits()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The implementations the epoch-time benchmark runs, all behind one small interface.
+
+Each one is built for a (workload, batch size) on the same pre-loaded host arrays
+and the same initial weights, then asked to train one epoch at a time. Setup
+(moving data to a device, allocating buffers) happens in the constructor and is
+never timed; :meth:`Implementation.run_epoch` is the timed work and ends with a
+host read of the epoch's loss, as ``Model.fit`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import portnet as pn
+from portnet.errors import BackendError
+
+from .workloads import Workload
+
+LR = 0.01
+MOMENTUM = 0.9
+
+
+@dataclasses.dataclass
+class BenchData:
+    """Training data on the host: ``X`` float32 ``(N, 784)`` in [0, 1], ``y`` int64 ``(N,)``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    n_classes: int = 10
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+class Implementation:
+    """One way of training a workload; subclasses fill in the constructor and ``run_epoch``.
+
+    Attributes
+    ----------
+    name : str
+        Name in the results (``portnet-numpy``, ``torch`` ...).
+    note : str
+        Anything a reader of the results must know about this implementation.
+    backend : portnet Backend or None
+        Set for portnet implementations: they report host transfers and op counts.
+    """
+
+    name = ""
+    note = ""
+    backend = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this implementation cannot run on this machine, or ``None`` if it can."""
+        return None
+
+    def run_epoch(self) -> float:
+        """Train one epoch and return its mean training loss, read on the host."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (called before every clock read)."""
+
+
+# -- portnet -----------------------------------------------------------------------
+
+
+class PortnetImplementation(Implementation):
+    """portnet's Trainer on one backend, driven as ``fit_loop`` drives it, minus the bookkeeping.
+
+    Per epoch: a host permutation uploaded to the device (one transfer), the
+    Trainer's ``run_epoch`` on device data, and one read of the stacked loss and
+    correct-count sums (the second transfer).
+    """
+
+    backend_name = ""
+    device: str | None = None
+
+    @classmethod
+    def load_backend(cls):
+        return pn.get_backend(cls.backend_name, cls.device)
+
+    @classmethod
+    def unavailable_reason(cls):
+        try:
+            cls.load_backend()
+        except BackendError as exc:
+            return str(exc)
+        return None
+
+    def __init__(self, workload: Workload, batch_size: int, data: BenchData, seed: int):
+        self.backend = self.load_backend()
+        self.model = build_portnet_model(workload, self.backend, seed)
+        self.trainer = self.model.trainer
+        self.xp = self.backend.xp
+        self.batch_size = batch_size
+        self.n = data.n
+        # Data goes to the device once, outside the timed epochs (fit does the same).
+        self.X = self.backend.asarray(data.X, "float32")
+        self.y = self.backend.asarray(data.y, "int64")
+        self.params = self.model.params
+        self.state = self.model.optimizer.init(self.params)
+        self.lr = self.model.optimizer.lr_at(0)
+        self.host_rng = np.random.default_rng(seed)
+        self.random = pn.RandomStream(self.backend, seed + 1)
+
+    def run_epoch(self):
+        order = self.backend.asarray(self.host_rng.permutation(self.n).astype(np.int64))
+        self.params, self.state, loss_sum, correct_sum = self.trainer.run_epoch(
+            self.params,
+            self.state,
+            self.X,
+            self.y,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            order=order,
+            random=self.random,
+        )
+        values = self.backend.to_numpy(self.xp.stack([loss_sum, correct_sum]))
+        return float(values[0]) / self.n
+
+    def synchronize(self):
+        self.backend.synchronize()
+
+
+def build_portnet_model(workload: Workload, backend, seed: int, inplace: bool | None = None):
+    """The workload as a float32 :class:`portnet.Model` with SGD + momentum 0.9, lr 0.01.
+
+    ``inplace`` forces the optimizer's in-place or portable path (by default the
+    backend decides), which lets the op counter measure the portable path on torch.
+    """
+    optimizer = pn.Momentum(LR, gamma=MOMENTUM, inplace=inplace)
+    model = pn.Model(
+        workload.portnet_layers(), optimizer=optimizer, backend=backend, dtype="float32", seed=seed
+    )
+    # Set explicitly, so every implementation provably starts from the same weights.
+    dense = iter(workload.initial_weights(seed))
+    weights = [dict(zip(("W", "b"), next(dense), strict=True)) if p else {} for p in model.params]
+    model.set_weights(weights)
+    return model
+
+
+class PortnetNumpy(PortnetImplementation):
+    name, backend_name = "portnet-numpy", "numpy"
+
+
+class PortnetTorch(PortnetImplementation):
+    name, backend_name, device = "portnet-torch", "torch", "cpu"
+
+
+class PortnetStrict(PortnetImplementation):
+    name, backend_name, device = "portnet-array_api_strict", "array_api_strict", "CPU_DEVICE"
+    note = "portable (rebinding) optimizer path: array-api-strict promises no in-place updates"
+
+
+class PortnetCupy(PortnetImplementation):
+    name, backend_name, device = "portnet-cupy", "cupy", "cuda:0"
+
+
+# -- native PyTorch ------------------------------------------------------------------
+
+
+def _torch_unavailable() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "PyTorch is not installed (pip install torch)"
+    return None
+
+
+def build_torch_network(workload: Workload, seed: int):
+    """``nn.Sequential`` of the workload with portnet's initial weights copied in."""
+    import torch
+    from torch import nn
+
+    weights = workload.initial_weights(seed)
+    modules: list[nn.Module] = []
+    for i, (W, b) in enumerate(weights):
+        linear = nn.Linear(W.shape[0], W.shape[1])
+        with torch.no_grad():
+            # nn.Linear stores (out, in); portnet's W is (in, out).
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T, dtype=np.float32)))
+            linear.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        modules.append(linear)
+        if i < len(weights) - 1:
+            modules.append(nn.ReLU() if workload.activation == "relu" else nn.Tanh())
+    return nn.Sequential(*modules)
+
+
+class TorchNative(Implementation):
+    """Idiomatic eager PyTorch: nn.Sequential, torch.optim.SGD(momentum=0.9), index batching.
+
+    The loss sum and correct count are accumulated as tensors and read once per
+    epoch, the same bookkeeping portnet's training loop does.
+    """
+
+    name = "torch"
+    note = "eager nn.Sequential + optim.SGD(momentum=0.9); torch.set_num_threads left at default"
+
+    @classmethod
+    def unavailable_reason(cls):
+        return _torch_unavailable()
+
+    def __init__(self, workload, batch_size, data, seed):
+        import torch
+
+        self.torch = torch
+        self.net = build_torch_network(workload, seed)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM)
+        # from_numpy shares the host arrays: the data is pre-loaded, not copied per epoch.
+        self.X = torch.from_numpy(data.X)
+        self.y = torch.from_numpy(data.y)
+        self.batch_size = batch_size
+        self.n = data.n
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def train_step(self, xb, yb):
+        """Forward, loss, zero_grad, backward and optimizer step; returns outputs and loss."""
+        out = self.net(xb)
+        loss = self.torch.nn.functional.cross_entropy(out, yb)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return out, loss
+
+    def run_epoch(self):
+        torch = self.torch
+        perm = torch.randperm(self.n, generator=self.generator)
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.int64)
+        for start in range(0, self.n, self.batch_size):
+            idx = perm[start : start + self.batch_size]
+            xb, yb = self.X[idx], self.y[idx]
+            out, loss = self.train_step(xb, yb)
+            with torch.no_grad():
+                loss_sum += loss * idx.shape[0]
+                correct += (out.argmax(dim=1) == yb).sum()
+        return loss_sum.item() / self.n
+
+
+# -- scikit-learn --------------------------------------------------------------------
+
+
+class SklearnMLP(Implementation):
+    """``MLPClassifier(solver="sgd")`` with ``partial_fit`` once per epoch on float32 data."""
+
+    name = "sklearn"
+    note = (
+        "MLPClassifier.partial_fit, one call per epoch; sklearn shuffles internally (its own "
+        "RNG, per-batch fancy indexing), validates X on every call and uses its own "
+        "Glorot-uniform init (it cannot be given initial weights)"
+    )
+
+    @classmethod
+    def unavailable_reason(cls):
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            return "scikit-learn is not installed (pip install scikit-learn)"
+        return None
+
+    def __init__(self, workload, batch_size, data, seed):
+        from sklearn.neural_network import MLPClassifier
+
+        activation = workload.activation if workload.hidden else "identity"
+        self.clf = MLPClassifier(
+            hidden_layer_sizes=workload.hidden,
+            activation=activation,
+            solver="sgd",
+            momentum=MOMENTUM,
+            nesterovs_momentum=False,
+            learning_rate="constant",
+            learning_rate_init=LR,
+            alpha=0.0,
+            batch_size=batch_size,
+            shuffle=True,
+            random_state=seed,
+        )
+        self.X, self.y = data.X, data.y
+        self.classes = np.arange(data.n_classes)
+
+    def run_epoch(self):
+        self.clf.partial_fit(self.X, self.y, classes=self.classes)
+        return float(self.clf.loss_)
+
+
+# -- course-style NumPy ----------------------------------------------------------------
+
+
+class NumpyNaive(Implementation):
+    """The reference studies' style (see :mod:`benchmarks.naive_numpy`), float64."""
+
+    name = "numpy-naive-f64"
+    note = "float64, class per layer, one-hot labels, allocating updates, dX of the first layer"
+
+    def __init__(self, workload, batch_size, data, seed):
+        from .naive_numpy import NaiveMLP
+
+        np.random.seed(seed)  # noqa: NPY002 - the global RNG, as course code uses it
+        self.net = NaiveMLP(workload.initial_weights(seed), workload.activation)
+        # The course code loads float64 data and one-hot labels once, before training.
+        self.X = data.X.astype(np.float64)
+        self.Y = np.eye(data.n_classes)[data.y]
+        self.batch_size = batch_size
+
+    def run_epoch(self):
+        return float(self.net.train_epoch(self.X, self.Y, self.batch_size, LR, MOMENTUM))
+
+
+# -- the floor ---------------------------------------------------------------------------
+
+
+class GemmOnly(Implementation):
+    """Only the step's matrix products, into preallocated float32 buffers: the floor.
+
+    Forward ``x @ W`` per layer, ``dW = a.T @ d`` per layer and ``dx = d @ W.T`` for
+    all but the first layer, on contiguous row slices (no gather, no elementwise
+    work, no update). The buffers hold finite random values so no denormals slow
+    the products down.
+    """
+
+    name = "gemm-only"
+    note = "matrix products only, preallocated, contiguous batches: a lower bound"
+
+    def __init__(self, workload, batch_size, data, seed):
+        rng = np.random.default_rng(seed)
+        self.X = data.X
+        self.batch_size = batch_size
+        self.W = [W.astype(np.float32) for W, _ in workload.initial_weights(seed)]
+        self.dW = [np.empty_like(W) for W in self.W]
+
+        def buffer(width):
+            return rng.standard_normal((batch_size, width), dtype=np.float32) * 0.01
+
+        # z[l]: output of layer l; d[l]: gradient w.r.t. that output.
+        self.z = [buffer(W.shape[1]) for W in self.W]
+        self.d = [buffer(W.shape[1]) for W in self.W]
+
+    def run_epoch(self):
+        n, bs, W, z, d, dW = self.X.shape[0], self.batch_size, self.W, self.z, self.d, self.dW
+        for start in range(0, n, bs):
+            x = self.X[start : start + bs]
+            m = x.shape[0]
+            inputs = [x]
+            for layer in range(len(W)):
+                np.matmul(inputs[-1], W[layer], out=z[layer][:m])
+                inputs.append(z[layer][:m])
+            for layer in range(len(W) - 1, -1, -1):
+                np.matmul(inputs[layer].T, d[layer][:m], out=dW[layer])
+                if layer:
+                    np.matmul(d[layer][:m], W[layer].T, out=d[layer - 1][:m])
+        return float("nan")
+
+
+IMPLEMENTATIONS: dict[str, type[Implementation]] = {
+    cls.name: cls
+    for cls in (
+        PortnetNumpy,
+        PortnetTorch,
+        PortnetStrict,
+        PortnetCupy,
+        TorchNative,
+        SklearnMLP,
+        NumpyNaive,
+        GemmOnly,
+    )
+}

@@ -1,0 +1,132 @@
+r"""Batch normalization for ``N x F`` features and ``N x C x H x W`` images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Layer
+
+
+class BatchNorm(Layer):
+    r"""Batch normalization (Ioffe & Szegedy, 2015) over the batch (and spatial) axes.
+
+    For each feature / channel :math:`c`, over the :math:`m` values of the batch
+    (:math:`m = N` for ``N x F`` input, :math:`m = NHW` for ``N x C x H x W``):
+
+    .. math::
+        \mu = \frac1m \sum x, \quad \sigma^2 = \frac1m \sum (x - \mu)^2, \quad
+        \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \quad
+        y = \gamma \hat x + \beta
+
+    In training mode the batch statistics are used and the running statistics move
+    towards them (PyTorch's convention, unbiased variance in the running estimate):
+
+    .. math::
+        \mu_{run} \leftarrow (1 - \alpha)\mu_{run} + \alpha\mu, \quad
+        \sigma^2_{run} \leftarrow (1 - \alpha)\sigma^2_{run} + \alpha\tfrac{m}{m-1}\sigma^2
+
+    In inference mode :math:`\mu_{run}, \sigma^2_{run}` replace the batch statistics.
+
+    Parameters
+    ----------
+    n_features : int
+        :math:`F` or :math:`C`.
+    momentum : float
+        :math:`\alpha`, the weight of the new batch in the running statistics.
+    eps : float
+        :math:`\epsilon`.
+
+    Notes
+    -----
+    Trainable: ``gamma`` (init 1) and ``beta`` (init 0). ``weight_names`` is empty:
+    L1/L2 penalties pull weights towards 0, which for ``gamma`` would shrink every
+    normalized activation instead of simplifying the model, so (as commonly done)
+    neither is regularized. ``running_mean`` / ``running_var`` are ``state_names``:
+    the optimizer leaves them alone and the trainer stores their new values from
+    ``ctx.state_updates`` after the step; they are saved and loaded like weights.
+
+    Backprop in training mode, with :math:`g = \gamma\delta` and
+    :math:`s = (\sigma^2+\epsilon)^{-1/2}`:
+
+    .. math::
+        \partial\gamma = \sum \delta\hat x, \quad \partial\beta = \sum \delta, \quad
+        \partial x = \frac{s}{m}\Big(m g - \sum g - \hat x \sum g \hat x\Big)
+
+    and in inference mode :math:`\partial x = s_{run}\, g` (the statistics are constants).
+    """
+
+    def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
+        if int(n_features) < 1:
+            raise ValueError(f"n_features must be positive, got {n_features}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        if float(eps) <= 0.0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.n_features, self.momentum, self.eps = int(n_features), float(momentum), float(eps)
+
+    def init(self, rng):
+        f = self.n_features
+        return {
+            "gamma": np.ones(f),
+            "beta": np.zeros(f),
+            "running_mean": np.zeros(f),
+            "running_var": np.ones(f),
+        }
+
+    @property
+    def state_names(self):
+        return ("running_mean", "running_var")
+
+    def forward(self, params, x, ctx):
+        xp = ctx.xp
+        if x.ndim not in (2, 4) or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"BatchNorm({self.n_features}) expects N x {self.n_features} or "
+                f"N x {self.n_features} x H x W input, got shape {tuple(x.shape)}"
+            )
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        # Per-channel vectors broadcast as (1, C) or (1, C, 1, 1).
+        bshape = (1, self.n_features) + (1,) * (x.ndim - 2)
+        m = x.shape[0] if x.ndim == 2 else x.shape[0] * x.shape[2] * x.shape[3]
+        gamma = xp.reshape(params["gamma"], bshape)
+        beta = xp.reshape(params["beta"], bshape)
+        if ctx.training:
+            mean = xp.mean(x, axis=axes, keepdims=True)
+            centered = x - mean
+            var = xp.mean(centered * centered, axis=axes, keepdims=True)
+            if ctx.state_updates is not None:
+                a = self.momentum
+                unbiased = m / max(m - 1, 1)
+                ctx.state_updates[(ctx.layer_index, "running_mean")] = (1.0 - a) * params[
+                    "running_mean"
+                ] + a * xp.reshape(mean, (self.n_features,))
+                ctx.state_updates[(ctx.layer_index, "running_var")] = (1.0 - a) * params[
+                    "running_var"
+                ] + (a * unbiased) * xp.reshape(var, (self.n_features,))
+        else:
+            mean = xp.reshape(params["running_mean"], bshape)
+            var = xp.reshape(params["running_var"], bshape)
+            centered = x - mean
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = centered * inv_std
+        y = gamma * x_hat + beta
+        training = ctx.training
+
+        def backprop(dy):
+            grads = {
+                "gamma": xp.sum(dy * x_hat, axis=axes),
+                "beta": xp.sum(dy, axis=axes),
+            }
+            g = dy * gamma
+            if training:
+                sum_g = xp.sum(g, axis=axes, keepdims=True)
+                sum_gx = xp.sum(g * x_hat, axis=axes, keepdims=True)
+                dx = (inv_std / m) * (m * g - sum_g - x_hat * sum_gx)
+            else:
+                dx = g * inv_std
+            return dx, grads
+
+        return y, backprop
+
+    def get_config(self):
+        return {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
