@@ -10,12 +10,14 @@ from __future__ import annotations
 from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
+from .decomposition import PCA
 from .errors import BackendError, DeviceMismatchError, InputError, ModelFileError, PortnetError
 from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
 from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
 from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
 from .model import Model, mlp
+from .model_selection import CVResult, cross_validate
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .regularizers import L1, L2
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
@@ -24,6 +26,9 @@ from .train import Callback, History, ProgressLogger, Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "PCA",
+    "CVResult",
+    "cross_validate",
     "L1",
     "L2",
     "SGD",

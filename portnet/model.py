@@ -218,6 +218,7 @@ class Model:
         validation_data: tuple[Any, Any] | None = None,
         validation_split: float | None = None,
         patience: int | None = None,
+        restore_best: bool = True,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
         shuffle: bool = True,
@@ -239,6 +240,9 @@ class Model:
             Early stopping: stop after this many epochs without a lower validation
             loss (training loss without validation data) and restore the best
             weights (S2's algorithm).
+        restore_best : bool
+            With ``patience``: restore the best epoch's weights when stopping early
+            (default), or keep the last epoch's (``False``, as Keras's default).
         callbacks : list of Callback
         verbose : int
             0 silent, 1 one line per epoch (and a progress bar in a terminal).
@@ -288,6 +292,7 @@ class Model:
             batch_size=int(batch_size),
             validation=validation,
             patience=patience,
+            restore_best=restore_best,
             callbacks=callbacks,
             shuffle=shuffle,
             seed=seed,

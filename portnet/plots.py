@@ -106,7 +106,14 @@ def plot_image_grid(
     plt = _pyplot()
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    # Constrained layout keeps the suptitle clear of the captions, even for one row.
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(1.6 * columns, 1.9 * rows + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):

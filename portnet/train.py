@@ -277,6 +277,7 @@ def fit_loop(
     batch_size: int,
     validation,
     patience: int | None,
+    restore_best: bool = True,
     callbacks: Sequence[Callback],
     shuffle: bool,
     seed: int,
@@ -358,8 +359,9 @@ def fit_loop(
             cb.on_epoch_end(model, epoch, logs)
         if patience is not None and bad_epochs >= patience:
             history.stop_reason = "early_stopping"
-            params = best_params
-            history.restored_best = True
+            if restore_best:
+                params = best_params
+                history.restored_best = True
             break
         if model.stop_training:
             history.stop_reason = "callback"

@@ -210,3 +210,23 @@ def test_lr_prescaled_gradients_train_like_raw_gradients(backend, make_optimizer
         model = pn.Model(pn.mlp([20, 16, 10]), optimizer=optimizer, l2=1e-3, backend=backend)
         histories.append(model.fit(X, y, epochs=3, batch_size=30, verbose=0).history)
     np.testing.assert_allclose(histories[0]["train_loss"], histories[1]["train_loss"], rtol=2e-5)
+
+
+def test_early_stopping_can_keep_the_last_weights(numpy_backend):
+    X, y = synthetic_classification(n=300, seed=5)
+    noise = np.random.default_rng(1).integers(0, 10, size=100)
+    model = pn.Model(pn.mlp([20, 64, 10], "relu"), optimizer=pn.Adam(1e-2), backend=numpy_backend)
+    history = model.fit(
+        X[:200],
+        y[:200],
+        validation_data=(X[200:], noise),
+        epochs=60,
+        batch_size=20,
+        patience=3,
+        restore_best=False,
+        verbose=0,
+    )
+    assert history.stop_reason == "early_stopping" and not history.restored_best
+    last = model.evaluate(X[200:], noise)["loss"]
+    assert last == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+    assert last > min(history.history["val_loss"])

@@ -128,9 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{', quick' if args.quick else ''}; writing to {out}/"
     )
     claims = module.run(ctx)
+    paper_dataset = getattr(module, "PAPER_DATASET", None)
+    other_dataset = paper_dataset is not None and config.get("dataset") != paper_dataset
     for claim in claims:
         claim.backend = claim.backend or backend.name
         claim.device = claim.device or backend.device_name
+        if other_dataset:
+            claim.comparable = False
     write_results(out, args.study, claims, ctx.extra_markdown)
     print((out / "results.md").read_text())
     if args.save_results:

@@ -1,0 +1,150 @@
+"""Helpers shared by the S0, S1 and S2 reproductions: data, one training run, tables, figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import portnet as pn
+from portnet import plots
+from portnet.data import load_dataset, stratified_split
+
+
+def load_images(ctx, dataset: str | None = None):
+    """The study's dataset, optionally cut to ``train_size`` / ``test_size`` (stratified)."""
+    config = ctx.config
+    ds = load_dataset(dataset or config["dataset"], data_dir=config.get("data_dir"))
+    X_train, y_train = ds.X_train.reshape(len(ds.X_train), -1), ds.y_train.astype(np.int64)
+    X_test, y_test = ds.X_test.reshape(len(ds.X_test), -1), ds.y_test.astype(np.int64)
+    X_train, y_train = subsample(X_train, y_train, config.get("train_size"), config["seed"])
+    X_test, y_test = subsample(X_test, y_test, config.get("test_size"), config["seed"])
+    ctx.log(f"{ds.name} from {ds.source}: {len(X_train)} training and {len(X_test)} test images")
+    return ds, X_train, y_train, X_test, y_test
+
+
+def subsample(X: np.ndarray, y: np.ndarray, size: int | None, seed: int):
+    """A stratified subset of ``size`` samples (all when ``size`` is falsy or too large)."""
+    if not size or size >= len(y):
+        return X, y
+    _, keep = stratified_split(y, size / len(y), seed=seed)
+    return X[keep], y[keep]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One trained network: its curves and its final train / validation / test metrics."""
+
+    name: str
+    history: Any
+    train: dict[str, float]
+    val: dict[str, float]
+    test: dict[str, float]
+    seconds: float
+    model: Any = None
+
+    @property
+    def epochs(self) -> int:
+        return self.history.epochs_run
+
+    def describe(self) -> str:
+        stop = self.history.stop_reason.replace("_", " ")
+        return f"{self.epochs} epochs ({stop}, best epoch {self.history.best_epoch})"
+
+
+def train_and_evaluate(
+    ctx,
+    name: str,
+    layers: list,
+    optimizer,
+    data: tuple,
+    *,
+    epochs: int,
+    batch_size: int,
+    patience: int | None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    seed: int = 0,
+) -> RunResult:
+    """Fit one model on ``(X_tr, y_tr, X_val, y_val, X_te, y_te)`` and evaluate all three splits.
+
+    Train and validation metrics are re-evaluated on the final (with early stopping:
+    restored best) weights, as the papers' tables report the chosen model.
+    """
+    X_tr, y_tr, X_val, y_val, X_te, y_te = data
+    start = time.perf_counter()
+    model = pn.Model(layers, optimizer=optimizer, l1=l1, l2=l2, backend=ctx.backend, seed=seed)
+    history = model.fit(
+        X_tr,
+        y_tr,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=(X_val, y_val),
+        patience=patience,
+        verbose=0,
+        seed=seed + 1,
+    )
+    result = RunResult(
+        name,
+        history,
+        model.evaluate(X_tr, y_tr),
+        model.evaluate(X_val, y_val),
+        model.evaluate(X_te, y_te),
+        time.perf_counter() - start,
+        model,
+    )
+    record(ctx, "curves.json", name, {**history.to_dict(), "test": result.test})
+    ctx.log(
+        f"{name}: test accuracy {100 * result.test['accuracy']:.2f} % after "
+        f"{result.describe()}, {result.seconds:.1f} s"
+    )
+    return result
+
+
+def record(ctx, filename: str, key: str, value: Any) -> None:
+    """Add ``key: value`` to a JSON file in the output folder (curves, gradient checks),
+    so tests and readers get the numbers behind every figure and table."""
+    import json
+
+    from experiments.common import write_json
+
+    path = ctx.out / filename
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = value
+    write_json(path, data)
+
+
+def plot_run(ctx, result: RunResult, filename: str, title: str) -> None:
+    """Loss and accuracy curves of one run (train vs validation), if plots are on."""
+    if ctx.plots:
+        plots.plot_curves(
+            result.history.history,
+            ctx.out / filename,
+            title=f"{title} — test accuracy {100 * result.test['accuracy']:.2f} %",
+            best_epoch=result.history.best_epoch if result.history.restored_best else None,
+        )
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    """A small Markdown table (with an optional ``###`` title)."""
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def pct(value: float | None) -> float | None:
+    """A fraction as a percentage (None stays None)."""
+    return None if value is None else 100.0 * value
