@@ -16,7 +16,8 @@ import numpy as np
 from .io import atomic_write_bytes
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend, or a clear ImportError."""
     try:
         import matplotlib
     except ImportError:
@@ -33,7 +34,7 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     atomic_write_bytes(
         path, lambda handle: fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     )
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -44,7 +45,7 @@ def plot_curves(
     best_epoch: int | None = None,
 ) -> Path:
     """Loss and accuracy per epoch, train vs validation, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     for ax, key, label in (
@@ -72,7 +73,7 @@ def plot_confusion(
     cm: np.ndarray, class_names: Sequence[str], path, title: str = "Confusion matrix (test set)"
 ) -> Path:
     """Confusion matrix with counts in each cell, rows = true class, columns = predicted."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm)
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.0 + 0.62 * k, 0.6 + 0.55 * k))
@@ -103,7 +104,7 @@ def plot_image_grid(
     images: np.ndarray, captions: Sequence[str], path, title: str, columns: int = 8
 ) -> Path:
     """A grid of 2-D images (e.g. 28x28) with a caption under each."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     rows = max(1, -(-n // columns))
     # Constrained layout keeps the suptitle clear of the captions, even for one row.

@@ -355,6 +355,9 @@ def fit_loop(
             best_params = copy_tree(params)
         else:
             bad_epochs += 1
+        # Callbacks see this epoch's weights on every backend (in-place ones already do).
+        model._set_trainable_params(params)
+        model._opt_state = state
         for cb in callbacks:
             cb.on_epoch_end(model, epoch, logs)
         if patience is not None and bad_epochs >= patience:

@@ -230,3 +230,17 @@ def test_early_stopping_can_keep_the_last_weights(numpy_backend):
     last = model.evaluate(X[200:], noise)["loss"]
     assert last == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
     assert last > min(history.history["val_loss"])
+
+
+def test_callbacks_see_the_current_epochs_weights(backend):
+    X, y = synthetic_classification(n=200, seed=6)
+    seen = []
+
+    class Probe(pn.Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(model.evaluate(X, y)["loss"])
+
+    model = pn.Model(pn.mlp([20, 16, 10]), optimizer=pn.SGD(0.1), backend=backend)
+    model.fit(X, y, epochs=3, batch_size=20, verbose=0, callbacks=[Probe()])
+    assert seen[0] != seen[1] != seen[2]  # weights move between epochs
+    assert seen[-1] == pytest.approx(model.evaluate(X, y)["loss"], rel=1e-6)

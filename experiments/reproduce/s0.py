@@ -124,7 +124,7 @@ def _reconstruction_figure(ctx, pca: PCA, image: np.ndarray, counts: list[int]) 
     if ctx.plots:
         # Drawn here rather than with plots.plot_image_grid: a single row needs more
         # headroom than that helper leaves between the title and the captions.
-        plt = plots._pyplot()
+        plt = plots.pyplot()
         fig, axes = plt.subplots(1, len(images), figsize=(1.7 * len(images), 2.6))
         for ax, img, caption in zip(axes, images, captions, strict=True):
             ax.imshow(img, cmap="gray_r")
@@ -141,7 +141,7 @@ def _reconstruction_figure(ctx, pca: PCA, image: np.ndarray, counts: list[int]) 
 def _cv_figure(ctx, cv, title: str, filename: str) -> None:
     from portnet import plots
 
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     epochs = np.arange(1, cv.curves["train_loss"].shape[1] + 1)
     for key, label, color in (
