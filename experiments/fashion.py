@@ -31,6 +31,8 @@ from experiments.common import (
     write_json,
 )
 
+CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
+
 # Chosen from measurement on a 2-core CPU (see README, "The main job"): the widest
 # MLP that finishes in well under five minutes here, with dropout against
 # over-fitting and a cosine-annealed momentum SGD.
@@ -41,6 +43,8 @@ DEFAULTS = {
     "dataset": "fashion_mnist",
     "data_dir": None,
     "normalize": "feature",
+    "model": "mlp",
+    "layers": None,
     "hidden": [1024, 512],
     "activation": "relu",
     "dropout": 0.3,
@@ -121,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"stratified, for validation and early stopping (default {DEFAULTS['val_fraction']})",
     )
     g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        choices=["mlp", "cnn"],
+        help="mlp (--hidden, --activation, --dropout) or cnn (the layer list of "
+        f"experiments/configs/cnn.yaml, or of --config's 'layers'; default {DEFAULTS['model']})",
+    )
     g.add_argument(
         "--hidden",
         type=parse_int_list,
@@ -255,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         evaluate_run(Path(args.evaluate), pn.get_backend(args.backend, args.device))
         return 0
+    if (args.model or file_config.get("model")) == "cnn" and "layers" not in file_config:
+        # --model cnn alone: the measured CNN configuration, under the file and the flags.
+        file_config = {**load_config_file(CNN_CONFIG), **file_config}
     config = merge_config(DEFAULTS, file_config, args)
     if isinstance(config["hidden"], str | int):
         config["hidden"] = parse_int_list(str(config["hidden"]))
@@ -272,9 +285,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(val[0])} validation, {len(test[0])} test images "
         f"({config['normalize']} normalisation)"
     )
-    sizes = [train[0].shape[1], *config["hidden"], dataset.n_classes]
+    if config["model"] == "cnn":
+        # Layers as saved models describe them ({class, config}); the first, Reshape,
+        # turns the flat 784-pixel rows into 1x28x28 images, so data stays 2-D.
+        layers = pn.Sequential(config["layers"])
+        description = f"CNN ({len(layers.layers)} layers)"
+        summary = description
+    else:
+        sizes = [train[0].shape[1], *config["hidden"], dataset.n_classes]
+        layers = pn.mlp(sizes, config["activation"], dropout=config["dropout"])
+        description = f"{'-'.join(map(str, sizes))} MLP"
+        summary = f"{'-'.join(map(str, sizes))} {config['activation']}, dropout {config['dropout']}"
     model = pn.Model(
-        pn.mlp(sizes, config["activation"], dropout=config["dropout"]),
+        layers,
         optimizer=make_optimizer(config),
         l1=config["l1"],
         l2=config["l2"],
@@ -283,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=config["seed"],
     )
     print(
-        f"model    {'-'.join(map(str, sizes))} {config['activation']}, dropout "
-        f"{config['dropout']}, {model.optimizer!r}, batch {config['batch_size']}, "
+        f"model    {summary}, {model.optimizer!r}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs"
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             history.history,
             out / "curves.png",
             best_epoch=history.best_epoch,
-            title=f"{'-'.join(map(str, sizes))} MLP on {dataset.name} "
+            title=f"{description} on {dataset.name} "
             f"({backend.name}) — test accuracy {test_result['accuracy']:.2%}",
         )
         plots.plot_confusion(cm, dataset.class_names, out / "confusion.png")

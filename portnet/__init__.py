@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
+from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .decomposition import PCA
 from .errors import BackendError, DeviceMismatchError, InputError, ModelFileError, PortnetError
 from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
@@ -18,6 +19,7 @@ from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEnt
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
 from .model import Model, mlp
 from .model_selection import CVResult, cross_validate
+from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .regularizers import L1, L2
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
@@ -26,6 +28,12 @@ from .train import Callback, History, ProgressLogger, Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AvgPool2D",
+    "BatchNorm",
+    "Conv2D",
+    "Flatten",
+    "MaxPool2D",
+    "Reshape",
     "PCA",
     "CVResult",
     "cross_validate",

@@ -233,3 +233,33 @@ def test_damaged_data_file_exits_2_naming_file_and_fix(tmp_path, damage):
         word in result.stderr
         for word in ("download", "re-download", "delete", "replace", "reinstall")
     )
+
+
+def test_cnn_model_trains_saves_and_reloads(tmp_path):
+    out = tmp_path / "cnn"
+    result = run(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "fashion_mnist_sample",
+            "--train-size",
+            "400",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-plots",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CNN" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "cnn" and config["layers"][1]["class"] == "Conv2D"
+    recorded = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert recorded > 0.2  # ten classes: chance is 0.1
+    result = run(["--evaluate", str(out), "--backend", "torch"])
+    if "torch" in result.stderr and result.returncode == 2:
+        pytest.skip("torch is not installed")
+    assert result.returncode == 0, result.stderr
+    assert f"test accuracy {recorded:.4f} (recorded {recorded:.4f})" in result.stdout
