@@ -37,6 +37,18 @@ class GradientCheckRow:
         scale = max(abs(self.backprop) + abs(self.numerical), 1e-12)
         return self.abs_diff / scale
 
+    def to_dict(self) -> dict:
+        """JSON-ready: position, both gradients, their absolute and relative difference."""
+        return {
+            "layer": self.layer,
+            "param": self.param,
+            "index": list(self.index),
+            "backprop": self.backprop,
+            "numerical": self.numerical,
+            "abs_diff": self.abs_diff,
+            "rel_error": self.rel_error,
+        }
+
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     r"""Whole-array relative error.

@@ -112,18 +112,7 @@ def _gradient_check(ctx, model, X, y) -> tuple[str, list[Claim]]:
         ctx,
         "gradient_check.json",
         "rows",
-        [
-            {
-                "layer": r.layer,
-                "param": r.param,
-                "index": list(r.index),
-                "backprop": r.backprop,
-                "numerical": r.numerical,
-                "abs_diff": r.abs_diff,
-                "rel_error": r.rel_error,
-            }
-            for r in rows
-        ],
+        [r.to_dict() for r in rows],
     )
     table_rows, claims = [], []
     for (label, _), row, paper in zip(kinds, rows, PAPER_GRADCHECK, strict=True):

@@ -259,18 +259,7 @@ def _gradient_check(ctx, X, y, hidden: list[int], activation: str) -> tuple[str,
         ctx,
         "gradient_check.json",
         "rows",
-        [
-            {
-                "layer": r.layer,
-                "param": r.param,
-                "index": list(r.index),
-                "backprop": r.backprop,
-                "numerical": r.numerical,
-                "abs_diff": r.abs_diff,
-                "rel_error": r.rel_error,
-            }
-            for r in rows
-        ],
+        [r.to_dict() for r in rows],
     )
 
     def loss_with(layer, key, index, delta):

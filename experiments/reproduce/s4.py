@@ -641,25 +641,14 @@ def _figures(ctx, data, single, hidden, multi) -> list[str]:
         metrics=("loss",),
     )
     best = single["runs"][single["best"]]
-    plot_confusion(
-        best["scores"]["cm"],
-        data["binary_names"],
-        ctx.out / "s4_single_neuron_confusion.png",
-        title=f"Single neuron, batch {single['best']}: confusion matrix (test)",
+    names.append("s4_single_neuron_loss.png")
+    names += _confusion_and_misclassified(
+        ctx,
+        data,
+        best["scores"],
+        "s4_single_neuron",
+        f"Single neuron, batch {single['best']}: confusion matrix (test)",
     )
-    plot_misclassified(
-        data["images_test"],
-        data["b_test"],
-        best["scores"]["predicted"],
-        data["binary_names"],
-        ctx.out / "s4_single_neuron_misclassified.png",
-        n=int(ctx.config["n_misclassified"]),
-    )
-    names += [
-        "s4_single_neuron_loss.png",
-        "s4_single_neuron_confusion.png",
-        "s4_single_neuron_misclassified.png",
-    ]
     default = int(ctx.config["default_hidden"])
     _curves(
         ctx.out / "s4_hidden_activations.png",
@@ -673,26 +662,14 @@ def _figures(ctx, data, single, hidden, multi) -> list[str]:
         f"One hidden {act} layer: number of units",
     )
     widest = hidden[f"{act}-{ctx.config['hidden_units'][-1]}"]
-    plot_confusion(
-        widest["scores"]["cm"],
-        data["binary_names"],
-        ctx.out / "s4_hidden_confusion.png",
-        title=f"Hidden layer ({ctx.config['hidden_units'][-1]} {act} units): confusion (test)",
+    names += ["s4_hidden_activations.png", "s4_hidden_units.png"]
+    names += _confusion_and_misclassified(
+        ctx,
+        data,
+        widest["scores"],
+        "s4_hidden",
+        f"Hidden layer ({ctx.config['hidden_units'][-1]} {act} units): confusion (test)",
     )
-    plot_misclassified(
-        data["images_test"],
-        data["b_test"],
-        widest["scores"]["predicted"],
-        data["binary_names"],
-        ctx.out / "s4_hidden_misclassified.png",
-        n=int(ctx.config["n_misclassified"]),
-    )
-    names += [
-        "s4_hidden_activations.png",
-        "s4_hidden_units.png",
-        "s4_hidden_confusion.png",
-        "s4_hidden_misclassified.png",
-    ]
     _curves(
         ctx.out / "s4_multiclass_optimizers.png",
         {name: r["history"] for name, r in multi.items()},
@@ -720,6 +697,24 @@ def _figures(ctx, data, single, hidden, multi) -> list[str]:
         "s4_multiclass_misclassified.png",
     ]
     return names
+
+
+def _confusion_and_misclassified(ctx, data, scores, stem: str, title: str) -> list[str]:
+    """The binary task's confusion matrix and misclassified grid; returns the file names."""
+    from portnet.plots import plot_confusion, plot_misclassified
+
+    plot_confusion(
+        scores["cm"], data["binary_names"], ctx.out / f"{stem}_confusion.png", title=title
+    )
+    plot_misclassified(
+        data["images_test"],
+        data["b_test"],
+        scores["predicted"],
+        data["binary_names"],
+        ctx.out / f"{stem}_misclassified.png",
+        n=int(ctx.config["n_misclassified"]),
+    )
+    return [f"{stem}_confusion.png", f"{stem}_misclassified.png"]
 
 
 def _curves(
