@@ -19,7 +19,7 @@ import numpy as np
 import portnet as pn
 
 from .implementations import BenchData, Implementation, TorchNative, build_portnet_model
-from .workloads import Workload
+from .workloads import CNNWorkload, Workload
 
 # Dispatcher entries that launch no kernel: profiler markers around optimizer.step.
 _BOOKKEEPING = ("_record_function_enter", "_record_function_exit")
@@ -109,7 +109,11 @@ def _first_batch(data: BenchData, batch_size: int) -> tuple[np.ndarray, np.ndarr
 
 
 def count_portnet_step(
-    workload: Workload, batch_size: int, data: BenchData, seed: int, inplace: bool = True
+    workload: Workload | CNNWorkload,
+    batch_size: int,
+    data: BenchData,
+    seed: int,
+    inplace: bool = True,
 ) -> OpCount:
     """Aten ops of one ``Trainer.step`` on portnet's torch-cpu backend.
 
@@ -138,7 +142,8 @@ def count_portnet_step(
     ctx = pn.Context(
         xp=xp, training=True, random=pn.RandomStream(backend, seed), need_input_grad=False
     )
-    params, state = model.params, model.optimizer.init(model.params)
+    # The Model's optimizer state knows the frozen entries (BatchNorm running statistics).
+    params, state = model.params, model._opt_state
     lr = model.optimizer.lr_at(0)
     # One step first, so lazily created state (none today) is not counted as per-step work.
     params, state, *_ = trainer.step(params, state, xb, yb, lr, ctx)
@@ -157,7 +162,9 @@ def count_portnet_step(
     )
 
 
-def count_torch_step(workload: Workload, batch_size: int, data: BenchData, seed: int) -> OpCount:
+def count_torch_step(
+    workload: Workload | CNNWorkload, batch_size: int, data: BenchData, seed: int
+) -> OpCount:
     """Aten ops of native PyTorch's step: forward, loss, zero_grad, backward, optimizer.step.
 
     ``metric_ops`` reports separately what the accuracy count the benchmark's torch

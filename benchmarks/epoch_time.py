@@ -27,7 +27,7 @@ import numpy as np
 from . import counters, report
 from .implementations import IMPLEMENTATIONS, BenchData, Implementation, PortnetStrict
 from .machine import machine_info
-from .workloads import WORKLOADS, Workload
+from .workloads import WORKLOADS, CNNWorkload, Workload
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 QUICK_DATASET = "fashion_mnist_sample"
@@ -238,7 +238,9 @@ def _time_epochs(impl: Implementation, epochs: int) -> tuple[float, float, float
     return wall / epochs, cpu / epochs, loss
 
 
-def _entry(workload: Workload, batch_size: int, name: str, data: BenchData) -> dict[str, Any]:
+def _entry(
+    workload: Workload | CNNWorkload, batch_size: int, name: str, data: BenchData
+) -> dict[str, Any]:
     return {
         "workload": workload.name,
         "workload_label": workload.label,
@@ -266,7 +268,7 @@ def _entry(workload: Workload, batch_size: int, name: str, data: BenchData) -> d
 
 
 def run_group(
-    workload: Workload, batch_size: int, data: BenchData, args: argparse.Namespace
+    workload: Workload | CNNWorkload, batch_size: int, data: BenchData, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     """Time every implementation on one (workload, batch size), interleaved; return entries."""
     tag = f"[{workload.name} b{batch_size}]"
@@ -275,7 +277,7 @@ def run_group(
     for name in args.implementation_names:
         entry = entries[name] = _entry(workload, batch_size, name, data)
         cls = IMPLEMENTATIONS[name]
-        reason = cls.unavailable_reason()
+        reason = cls.unsupported_reason(workload) or cls.unavailable_reason()
         if reason is None:
             try:
                 impls[name] = cls(workload, batch_size, data, args.seed)
@@ -326,7 +328,7 @@ def run_group(
 
 
 def count_ops(
-    workload: Workload, batch_size: int, data: BenchData, args: argparse.Namespace
+    workload: Workload | CNNWorkload, batch_size: int, data: BenchData, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     """Op counts per step for portnet's two optimizer paths and native torch (needs torch)."""
     try:

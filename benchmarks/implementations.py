@@ -16,7 +16,7 @@ import numpy as np
 import portnet as pn
 from portnet.errors import BackendError
 
-from .workloads import Workload
+from .workloads import CNNWorkload, Workload
 
 LR = 0.01
 MOMENTUM = 0.9
@@ -55,6 +55,11 @@ class Implementation:
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this implementation cannot run on this machine, or ``None`` if it can."""
+        return None
+
+    @classmethod
+    def unsupported_reason(cls, workload: Workload | CNNWorkload) -> str | None:
+        """Why this implementation cannot train ``workload`` at all, or ``None`` if it can."""
         return None
 
     def run_epoch(self) -> float:
@@ -102,7 +107,9 @@ class PortnetImplementation(Implementation):
         self.X = self.backend.asarray(data.X, "float32")
         self.y = self.backend.asarray(data.y, "int64")
         self.params = self.model.params
-        self.state = self.model.optimizer.init(self.params)
+        # The Model's own optimizer state: it knows which entries are frozen (BatchNorm's
+        # running statistics) and which take weight decay.
+        self.state = self.model._opt_state
         self.lr = self.model.optimizer.lr_at(0)
         self.host_rng = np.random.default_rng(seed)
         self.random = pn.RandomStream(self.backend, seed + 1)
@@ -126,7 +133,9 @@ class PortnetImplementation(Implementation):
         self.backend.synchronize()
 
 
-def build_portnet_model(workload: Workload, backend, seed: int, inplace: bool | None = None):
+def build_portnet_model(
+    workload: Workload | CNNWorkload, backend, seed: int, inplace: bool | None = None
+):
     """The workload as a float32 :class:`portnet.Model` with SGD + momentum 0.9, lr 0.01.
 
     ``inplace`` forces the optimizer's in-place or portable path (by default the
@@ -137,9 +146,7 @@ def build_portnet_model(workload: Workload, backend, seed: int, inplace: bool | 
         workload.portnet_layers(), optimizer=optimizer, backend=backend, dtype="float32", seed=seed
     )
     # Set explicitly, so every implementation provably starts from the same weights.
-    dense = iter(workload.initial_weights(seed))
-    weights = [dict(zip(("W", "b"), next(dense), strict=True)) if p else {} for p in model.params]
-    model.set_weights(weights)
+    model.set_weights(workload.initial_params(seed))
     return model
 
 
@@ -171,11 +178,13 @@ def _torch_unavailable() -> str | None:
     return None
 
 
-def build_torch_network(workload: Workload, seed: int):
+def build_torch_network(workload: Workload | CNNWorkload, seed: int):
     """``nn.Sequential`` of the workload with portnet's initial weights copied in."""
     import torch
     from torch import nn
 
+    if workload.kind == "cnn":
+        return _torch_layer_list(workload, seed)
     weights = workload.initial_weights(seed)
     modules: list[nn.Module] = []
     for i, (W, b) in enumerate(weights):
@@ -190,6 +199,69 @@ def build_torch_network(workload: Workload, seed: int):
     return nn.Sequential(*modules)
 
 
+def _torch_layer_list(workload: CNNWorkload, seed: int):
+    """The layer list as native modules (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Linear ...).
+
+    Every parameter and running statistic is copied from portnet's initial values;
+    layouts agree except Dense, whose ``W`` is transposed for ``nn.Linear``.
+    """
+    import torch
+    from torch import nn
+
+    def f32(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    modules: list[nn.Module] = []
+    layers, params = workload.portnet_layers(), workload.initial_params(seed)
+    for layer, p, shape in zip(layers, params, workload.input_shapes(), strict=True):
+        name = type(layer).__name__
+        if isinstance(layer, pn.Reshape):
+            module = nn.Unflatten(1, tuple(layer.shape))
+        elif isinstance(layer, pn.Conv2D):
+            module = nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                stride=layer.stride,
+                padding=layer.padding,
+                bias=layer.bias,
+            )
+        elif name == "MaxPool2D":
+            module = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif name == "AvgPool2D":
+            # portnet counts the zero padding in the mean, as count_include_pad=True.
+            module = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, pn.BatchNorm):
+            cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            module = cls(layer.n_features, eps=layer.eps, momentum=layer.momentum)
+        elif name == "Flatten":
+            module = nn.Flatten()
+        elif isinstance(layer, pn.Dense):
+            module = nn.Linear(layer.n_in, layer.n_out, bias="b" in p)
+        elif name == "ReLU":
+            module = nn.ReLU()
+        elif name == "Tanh":
+            module = nn.Tanh()
+        elif isinstance(layer, pn.Dropout):
+            module = nn.Dropout(layer.rate)
+        else:
+            raise ValueError(f"no native torch module for portnet layer {name}")
+        with torch.no_grad():
+            if isinstance(layer, pn.Dense):
+                module.weight.copy_(f32(p["W"].T))  # nn.Linear stores (out, in)
+            elif "W" in p:
+                module.weight.copy_(f32(p["W"]))  # Conv2D: (F, C, K_h, K_w) in both
+            if "b" in p:
+                module.bias.copy_(f32(p["b"]))
+            if isinstance(layer, pn.BatchNorm):
+                module.weight.copy_(f32(p["gamma"]))
+                module.bias.copy_(f32(p["beta"]))
+                module.running_mean.copy_(f32(p["running_mean"]))
+                module.running_var.copy_(f32(p["running_var"]))
+        modules.append(module)
+    return nn.Sequential(*modules)
+
+
 class TorchNative(Implementation):
     """Idiomatic eager PyTorch: nn.Sequential, torch.optim.SGD(momentum=0.9), index batching.
 
@@ -198,7 +270,10 @@ class TorchNative(Implementation):
     """
 
     name = "torch"
-    note = "eager nn.Sequential + optim.SGD(momentum=0.9); torch.set_num_threads left at default"
+    note = (
+        "eager nn.Sequential + optim.SGD(momentum=0.9); torch.set_num_threads left at default; "
+        "cnn: nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Linear, nn.Dropout (its own masks)"
+    )
 
     @classmethod
     def unavailable_reason(cls):
@@ -262,6 +337,12 @@ class SklearnMLP(Implementation):
             return "scikit-learn is not installed (pip install scikit-learn)"
         return None
 
+    @classmethod
+    def unsupported_reason(cls, workload):
+        if workload.kind != "mlp":
+            return "MLPClassifier trains dense networks only: scikit-learn has no convolutions"
+        return None
+
     def __init__(self, workload, batch_size, data, seed):
         from sklearn.neural_network import MLPClassifier
 
@@ -296,6 +377,12 @@ class NumpyNaive(Implementation):
     name = "numpy-naive-f64"
     note = "float64, class per layer, one-hot labels, allocating updates, dX of the first layer"
 
+    @classmethod
+    def unsupported_reason(cls, workload):
+        if workload.kind != "mlp":
+            return "the course-style baseline is a dense MLP; the reference studies wrote no CNN"
+        return None
+
     def __init__(self, workload, batch_size, data, seed):
         from .naive_numpy import NaiveMLP
 
@@ -320,13 +407,28 @@ class GemmOnly(Implementation):
     all but the first layer, on contiguous row slices (no gather, no elementwise
     work, no update). The buffers hold finite random values so no denormals slow
     the products down.
+
+    For the ``cnn`` workload the floor is defined the same way: the products a
+    Conv2D step cannot avoid, i.e. the im2col matrix ``cols`` (N L, C K) times W^T
+    forward, ``dW = cols^T d`` and ``dcols = d W`` (all but the first layer), then the
+    dense layers as above. The im2col gather, col2im, pooling, batch norm and the
+    elementwise work are what ``ratio_to_gemm_only`` then measures: how much of a CNN
+    epoch is not matrix products. ``cols`` is a preallocated random buffer, not
+    gathered from the batch (that gather is exactly what is left out).
     """
 
     name = "gemm-only"
-    note = "matrix products only, preallocated, contiguous batches: a lower bound"
+    note = (
+        "matrix products only, preallocated, contiguous batches: a lower bound "
+        "(cnn: the im2col products of each Conv2D and the dense products, no gather)"
+    )
 
     def __init__(self, workload, batch_size, data, seed):
         rng = np.random.default_rng(seed)
+        self.kind = workload.kind
+        if workload.kind == "cnn":
+            self._init_products(workload, batch_size, data, seed, rng)
+            return
         self.X = data.X
         self.batch_size = batch_size
         self.W = [W.astype(np.float32) for W, _ in workload.initial_weights(seed)]
@@ -339,7 +441,45 @@ class GemmOnly(Implementation):
         self.z = [buffer(W.shape[1]) for W in self.W]
         self.d = [buffer(W.shape[1]) for W in self.W]
 
+    def _init_products(self, workload, batch_size, data, seed, rng):
+        """Buffers for the products of every Conv2D and Dense layer, as (rows, k) @ (k, n)."""
+        self.n, self.batch_size = data.n, batch_size
+        self.shapes = workload.product_shapes()
+        params = [p for p in workload.initial_params(seed) if "W" in p]
+        # Conv2D W (F, C, Kh, Kw) -> (C K, F); Dense W is already (n_in, n_out).
+        self.W = [
+            np.ascontiguousarray(p["W"].reshape(p["W"].shape[0], -1).T, dtype=np.float32)
+            if p["W"].ndim == 4
+            else p["W"].astype(np.float32)
+            for p in params
+        ]
+        self.dW = [np.empty_like(W) for W in self.W]
+
+        def buffer(rows, width):
+            return rng.standard_normal((batch_size * rows, width), dtype=np.float32) * 0.01
+
+        self.a = [buffer(s.rows, s.k) for s in self.shapes]  # layer inputs (cols for Conv2D)
+        self.z = [buffer(s.rows, s.n) for s in self.shapes]  # outputs
+        self.d = [buffer(s.rows, s.n) for s in self.shapes]  # output gradients
+        self.da = [buffer(s.rows, s.k) if i else None for i, s in enumerate(self.shapes)]
+
+    def _run_products(self):
+        n, bs, W, dW, shapes = self.n, self.batch_size, self.W, self.dW, self.shapes
+        for start in range(0, n, bs):
+            m = min(bs, n - start)
+            for layer, s in enumerate(shapes):
+                r = m * s.rows
+                np.matmul(self.a[layer][:r], W[layer], out=self.z[layer][:r])
+            for layer in range(len(W) - 1, -1, -1):
+                r = m * shapes[layer].rows
+                np.matmul(self.a[layer][:r].T, self.d[layer][:r], out=dW[layer])
+                if layer:
+                    np.matmul(self.d[layer][:r], W[layer].T, out=self.da[layer][:r])
+        return float("nan")
+
     def run_epoch(self):
+        if self.kind == "cnn":
+            return self._run_products()
         n, bs, W, z, d, dW = self.X.shape[0], self.batch_size, self.W, self.z, self.d, self.dW
         for start in range(0, n, bs):
             x = self.X[start : start + bs]

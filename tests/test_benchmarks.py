@@ -7,6 +7,7 @@ not timed tests").
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,25 @@ def quick_run(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(json_path.read_text()), out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def quick_cnn_run(tmp_path_factory):
+    """``--quick --workload cnn`` on 256 images (two steps of 128): JSON and stdout."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("yaml")
+    out = tmp_path_factory.mktemp("bench_cnn")
+    json_path = out / "cnn.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.epoch_time", "--quick", "--workload", "cnn"]
+        + ["--train-size", "256", "--json", str(json_path), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(json_path.read_text()), proc.stdout
 
 
 def test_json_has_machine_and_one_entry_per_implementation(quick_run):
@@ -127,6 +147,83 @@ def test_markdown_and_plot_are_written(quick_run):
     # The table is printed at the end, after one progress line per measurement.
     assert "repeat 1/1 portnet-numpy" in stdout
     assert "| `gemm-only` |" in stdout
+
+
+def test_cnn_workload_entries(quick_cnn_run):
+    document, stdout = quick_cnn_run
+    assert document["settings"]["workloads"] == ["cnn"]
+    results = {e["implementation"]: e for e in document["results"]}
+    assert sorted(results) == sorted(IMPLEMENTATIONS), "one entry per implementation"
+    for entry in results.values():
+        assert ENTRY_KEYS <= set(entry), entry["implementation"]
+        assert entry["workload"] == "cnn" and entry["n_train"] == 256
+        assert "conv3x3" in entry["workload_label"]
+    # Dense-only implementations are listed, skipped, with the reason.
+    for name in ("sklearn", "numpy-naive-f64"):
+        assert results[name]["status"] == "skipped"
+        assert "conv" in results[name]["reason"].lower() or "CNN" in results[name]["reason"]
+        assert results[name]["median_s"] is None
+    for name in ("portnet-numpy", "gemm-only"):
+        assert results[name]["status"] == "ok", results[name]["reason"]
+    for entry in results.values():
+        if entry["status"] == "ok":
+            assert 0 < entry["min_s"] <= entry["median_s"] <= entry["max_s"]
+            assert entry["ratio_to_gemm_only"] > 0
+    assert math.isfinite(results["portnet-numpy"]["final_loss"])
+    # Transfers: the permutation and the end-of-epoch read; array-api-strict has no
+    # random numbers, so its dropout masks are drawn on the host (one upload per step).
+    steps = results["portnet-numpy"]["steps_per_epoch"]
+    for name, entry in results.items():
+        if name.startswith("portnet-") and entry["status"] == "ok":
+            limit = 2 + (steps if name == "portnet-array_api_strict" else 0)
+            assert entry["transfers_per_epoch"]["total"] <= limit, (name, entry)
+    if results["torch"]["status"] != "ok":
+        pytest.skip("native torch and the op counts need PyTorch")
+    assert results["torch"]["ratio_to_torch"] == pytest.approx(1.0)
+    assert math.isfinite(results["torch"]["final_loss"])
+    assert "| `torch` |" in stdout
+    for name in ("portnet-numpy", "portnet-torch", "torch"):
+        entry = results[name]
+        assert entry["ops_per_step"] > 0
+        assert sum(entry["op_list"].values()) == entry["ops_per_step"]
+    assert "convolution" in results["torch"]["op_list"]
+    assert "native_batch_norm" in results["torch"]["op_list"]
+    assert "mm" in results["portnet-numpy"]["op_list"]
+    labels = {c["label"] for c in document["op_counts"]}
+    assert "native torch" in labels and len(labels) == 3
+
+
+def test_cnn_torch_network_starts_from_portnet_weights():
+    """Native torch and portnet compute the same logits from the shared initial weights."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("yaml")
+    import numpy as np
+
+    import portnet as pn
+    from benchmarks.implementations import build_portnet_model, build_torch_network
+    from benchmarks.workloads import WORKLOADS
+
+    workload = WORKLOADS["cnn"]
+    X = np.random.default_rng(1).random((6, 784), dtype=np.float32)
+    model = build_portnet_model(workload, pn.get_backend("numpy"), seed=3)
+    net = build_torch_network(workload, seed=3).eval()  # eval: running stats, no dropout
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy()
+    logits = model.trainer.network.forward(
+        model.params, model.backend.asarray(X), pn.Context(xp=model.backend.xp, training=False)
+    )[0]
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cnn_gemm_floor_products():
+    """The CNN floor's per-sample products: two im2col convolutions, then two dense layers."""
+    pytest.importorskip("yaml")
+    from benchmarks.workloads import WORKLOADS
+
+    shapes = WORKLOADS["cnn"].product_shapes()
+    assert [s.kind for s in shapes] == ["conv", "conv", "dense", "dense"]
+    assert (shapes[0].rows, shapes[0].k) == (28 * 28, 9)  # 3x3 "same" on 1x28x28
+    assert shapes[2].k == shapes[1].n * 7 * 7  # two 2x2 poolings before Flatten
 
 
 def test_bad_flags_exit_with_usage_error():
