@@ -68,22 +68,30 @@ def train_and_evaluate(
     l1: float = 0.0,
     l2: float = 0.0,
     seed: int = 0,
+    monitor: str = "val_loss",
 ) -> RunResult:
     """Fit one model on ``(X_tr, y_tr, X_val, y_val, X_te, y_te)`` and evaluate all three splits.
 
     Train and validation metrics are re-evaluated on the final (with early stopping:
     restored best) weights, as the papers' tables report the chosen model.
+    ``monitor`` is what early stopping watches: ``"val_loss"`` (portnet's own early
+    stopping) or ``"val_accuracy"`` (stop after ``patience`` epochs without a higher
+    validation accuracy and restore the best epoch's weights).
     """
     X_tr, y_tr, X_val, y_val, X_te, y_te = data
     start = time.perf_counter()
     model = pn.Model(layers, optimizer=optimizer, l1=l1, l2=l2, backend=ctx.backend, seed=seed)
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
+    by_accuracy = monitor == "val_accuracy" and patience is not None
     history = model.fit(
         X_tr,
         y_tr,
         epochs=epochs,
         batch_size=batch_size,
         validation_data=(X_val, y_val),
-        patience=patience,
+        patience=None if by_accuracy else patience,
+        callbacks=[_BestValAccuracy(patience)] if by_accuracy else (),
         verbose=0,
         seed=seed + 1,
     )
@@ -102,6 +110,31 @@ def train_and_evaluate(
         f"{result.describe()}, {result.seconds:.1f} s"
     )
     return result
+
+
+class _BestValAccuracy(pn.Callback):
+    """Early stopping on validation accuracy: stop after ``patience`` epochs without a
+    higher one and restore the weights of the best epoch."""
+
+    def __init__(self, patience: int):
+        self.patience = int(patience)
+        self.best, self.best_epoch, self.bad, self.weights = -1.0, 0, 0, None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if logs["val_accuracy"] > self.best:
+            self.best, self.best_epoch, self.bad = logs["val_accuracy"], epoch + 1, 0
+            self.weights = model.get_weights()
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                model.stop_training = True
+
+    def on_train_end(self, model, history):
+        if history.stop_reason == "callback":
+            history.stop_reason = "early_stopping"
+        if self.weights is not None:
+            model.set_weights(self.weights)
+            history.best_epoch, history.restored_best = self.best_epoch, True
 
 
 def record(ctx, filename: str, key: str, value: Any) -> None:
