@@ -518,29 +518,9 @@ def _hidden_layer(ctx, data, claims, md, task) -> dict[str, Any]:
         "| activation | accuracy | precision | recall | F1 | paper acc. | paper F1 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for activation, s in table3:
-        paper = PAPER_TABLE3.get(activation, (None, None))
-        md.append(
-            f"| {activation} | {s['accuracy']:.4f} | {s['precision']:.4f} | {s['recall']:.4f} | "
-            f"{s['f1']:.4f} | {_num(paper[0])} | {_num(paper[1])} |"
-        )
-        claims.append(
-            Claim(
-                f"Hidden layer, {activation}: accuracy",
-                _pct(paper[0]),
-                100 * s["accuracy"],
-                setting=setting + f", {config['default_hidden']} units",
-            )
-        )
-        claims.append(
-            Claim(
-                f"Hidden layer, {activation}: F1",
-                paper[1],
-                s["f1"],
-                unit="",
-                setting=setting + f", {config['default_hidden']} units",
-            )
-        )
+    _score_rows(
+        md, claims, table3, PAPER_TABLE3, str, setting + f", {config['default_hidden']} units"
+    )
     md += [
         "",
         f"### Table IV: one hidden {config['units_activation']} layer, by width",
@@ -548,29 +528,14 @@ def _hidden_layer(ctx, data, claims, md, task) -> dict[str, Any]:
         "| hidden units | accuracy | precision | recall | F1 | paper acc. | paper F1 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for units, s in table4:
-        paper = PAPER_TABLE4.get(int(units), (None, None))
-        md.append(
-            f"| {units} | {s['accuracy']:.4f} | {s['precision']:.4f} | {s['recall']:.4f} | "
-            f"{s['f1']:.4f} | {_num(paper[0])} | {_num(paper[1])} |"
-        )
-        claims.append(
-            Claim(
-                f"Hidden layer, {units} units: accuracy",
-                _pct(paper[0]),
-                100 * s["accuracy"],
-                setting=setting + f", {config['units_activation']}",
-            )
-        )
-        claims.append(
-            Claim(
-                f"Hidden layer, {units} units: F1",
-                paper[1],
-                s["f1"],
-                unit="",
-                setting=setting + f", {config['units_activation']}",
-            )
-        )
+    _score_rows(
+        md,
+        claims,
+        [(int(u), s) for u, s in table4],
+        PAPER_TABLE4,
+        lambda units: f"{units} units",
+        setting + f", {config['units_activation']}",
+    )
     md.append("")
     return runs
 
@@ -856,6 +821,21 @@ def _figures(ctx, data, single, hidden, multi) -> list[str]:
         "s4_multiclass_misclassified.png",
     ]
     return names
+
+
+def _score_rows(md, claims, rows, paper_table, label, setting: str) -> None:
+    """Markdown rows and accuracy / F1 claims for Table III / IV style results."""
+    for key, s in rows:
+        paper = paper_table.get(key, (None, None))
+        md.append(
+            f"| {key} | {s['accuracy']:.4f} | {s['precision']:.4f} | {s['recall']:.4f} | "
+            f"{s['f1']:.4f} | {_num(paper[0])} | {_num(paper[1])} |"
+        )
+        name = f"Hidden layer, {label(key)}"
+        claims.append(
+            Claim(f"{name}: accuracy", _pct(paper[0]), 100 * s["accuracy"], setting=setting)
+        )
+        claims.append(Claim(f"{name}: F1", paper[1], s["f1"], unit="", setting=setting))
 
 
 def _confusion_and_misclassified(ctx, data, scores, stem: str, title: str) -> list[str]:
