@@ -560,19 +560,11 @@ def _multiclass(ctx, data, claims, md) -> dict[str, Any]:
             seed=int(config["seed"]),
         )
         history = fit(ctx, model, data, "y", epochs, batch, f"multiclass {name}")
-        backend = model.backend
-        predicted = model.predict(data["X_test"])
-        truth = backend.asarray(data["y_test"])
-        cm = pn.confusion_matrix(truth, predicted, k)
-        macro = {
-            key: float(backend.to_numpy(v))
-            for key, v in pn.precision_recall_f1(cm, average="macro").items()
-        }
-        acc = float(backend.to_numpy(pn.accuracy(truth, predicted)))
+        predicted, cm, macro, acc = _multiclass_scores(model, data, k)
         runs[name] = {
             "history": history,
-            "cm": backend.to_numpy(cm),
-            "predicted": backend.to_numpy(predicted),
+            "cm": cm,
+            "predicted": predicted,
             "accuracy": acc,
         }
         md.append(
@@ -642,15 +634,7 @@ def _cnn(ctx, data, claims, md) -> dict[str, Any]:
     )
     summary = _layers_summary(layers)
     history = fit(ctx, model, train, "y", epochs, batch, f"CNN ({summary}) {name}")
-    backend = model.backend
-    predicted = model.predict(data["X_test"])
-    truth = backend.asarray(data["y_test"])
-    cm = pn.confusion_matrix(truth, predicted, k)
-    macro = {
-        key: float(backend.to_numpy(v))
-        for key, v in pn.precision_recall_f1(cm, average="macro").items()
-    }
-    acc = float(backend.to_numpy(pn.accuracy(truth, predicted)))
+    predicted, cm, macro, acc = _multiclass_scores(model, data, k)
     seconds = sum(history.history["seconds"])
     md += [
         "### CNN on the multiclass task (the paper's Fig. 11; test set)",
@@ -678,8 +662,8 @@ def _cnn(ctx, data, claims, md) -> dict[str, Any]:
     )
     return {
         "history": history,
-        "cm": backend.to_numpy(cm),
-        "predicted": backend.to_numpy(predicted),
+        "cm": cm,
+        "predicted": predicted,
         "accuracy": acc,
         "summary": summary,
     }
@@ -821,6 +805,20 @@ def _figures(ctx, data, single, hidden, multi) -> list[str]:
         "s4_multiclass_misclassified.png",
     ]
     return names
+
+
+def _multiclass_scores(model, data, k: int):
+    """Test predictions and confusion matrix (host arrays), macro P/R/F1 and accuracy."""
+    backend = model.backend
+    predicted = model.predict(data["X_test"])
+    truth = backend.asarray(data["y_test"])
+    cm = pn.confusion_matrix(truth, predicted, k)
+    macro = {
+        key: float(backend.to_numpy(v))
+        for key, v in pn.precision_recall_f1(cm, average="macro").items()
+    }
+    acc = float(backend.to_numpy(pn.accuracy(truth, predicted)))
+    return backend.to_numpy(predicted), backend.to_numpy(cm), macro, acc
 
 
 def _score_rows(md, claims, rows, paper_table, label, setting: str) -> None:
