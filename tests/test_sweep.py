@@ -87,7 +87,11 @@ def test_reduced_grid_runs_with_two_workers_and_skips_finished(tmp_path, capsys)
 
 
 def test_killed_sweep_resumes_without_rerunning_finished(tmp_path):
-    configs = tiny_grid(n_lr=4, epochs=3)  # 8 configurations of about a second each
+    configs = tiny_grid(n_lr=4, epochs=1)
+    # Two quick configurations first, then six slower ones (the pool runs them in
+    # order), so the kill after two results lands half-way even on an idle machine.
+    for config in configs[2:]:
+        config["epochs"] = 40
     (tmp_path / "configs.json").write_text(json.dumps(configs))
     driver = textwrap.dedent(
         f"""
@@ -108,7 +112,7 @@ def test_killed_sweep_resumes_without_rerunning_finished(tmp_path):
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 2:
-            time.sleep(0.05)
+            time.sleep(0.01)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
