@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+import portnet as pn
+
 from . import counters, report
 from .implementations import IMPLEMENTATIONS, BenchData, Implementation, PortnetStrict
 from .machine import machine_info
@@ -194,28 +196,6 @@ def load_data(dataset: str, train_size: int | None) -> BenchData:
     return BenchData(np.ascontiguousarray(X), np.ascontiguousarray(y), ds.n_classes)
 
 
-def limit_threads(threads: int | None):
-    """Limit every loaded BLAS/OpenMP pool and torch's intra-op pool to ``threads``.
-
-    Returns the threadpoolctl limiter (to restore later), or ``None`` when
-    ``threads`` is ``None``: then nothing is touched and each library keeps its default.
-    Call it after the libraries under test are imported; threadpoolctl only sees
-    loaded libraries.
-    """
-    if threads is None:
-        return None
-    from threadpoolctl import threadpool_limits
-
-    limiter = threadpool_limits(limits=threads)
-    try:
-        import torch
-    except ImportError:
-        pass
-    else:
-        torch.set_num_threads(threads)
-    return limiter
-
-
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -383,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     # sees their BLAS and OpenMP runtimes.
     for name in args.implementation_names:
         IMPLEMENTATIONS[name].unavailable_reason()
-    limits = limit_threads(args.threads)
+    restore_threads = pn.limit_threads(args.threads)
     machine = machine_info()
     _say(
         f"{args.dataset}: {data.n} images; {len(args.implementation_names)} implementations; "
@@ -433,8 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     _say("")
     _say(markdown)
     _say(f"wrote {args.json}, {out_md}, {out_png}")
-    if limits is not None:
-        limits.restore_original_limits()
+    restore_threads()
     return 0
 
 

@@ -121,6 +121,23 @@ def parse_int_list(text: str) -> list[int]:
     return values
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as ``--threads``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+THREADS_HELP = (
+    "limit BLAS, OpenMP and torch CPU threads to N (default: each library's own, "
+    "usually one per core); on a busy or small machine 1 or 2 is steadier and often faster"
+)
+
+
 def prepare_images(
     X_train: np.ndarray, X_test: np.ndarray, normalize: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

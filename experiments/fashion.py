@@ -20,12 +20,14 @@ import numpy as np
 
 import portnet as pn
 from experiments.common import (
+    THREADS_HELP,
     apply_normalization,
     default_out_dir,
     fail,
     load_config_file,
     merge_config,
     parse_int_list,
+    positive_int,
     prepare_images,
     run_cli,
     write_json,
@@ -40,6 +42,7 @@ DEFAULTS = {
     "backend": None,
     "device": None,
     "dtype": "float32",
+    "threads": None,
     "dataset": "fashion_mnist",
     "data_dir": None,
     "normalize": "feature",
@@ -98,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "float64"],
         help=f"floating-point type (default {DEFAULTS['dtype']})",
     )
+    g.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
@@ -272,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(config["hidden"], str | int):
         config["hidden"] = parse_int_list(str(config["hidden"]))
     backend = pn.get_backend(config["backend"], config["device"])
+    pn.limit_threads(config["threads"])  # after the backend import: threadpoolctl sees its BLAS
     out = Path(config["out"]) if config["out"] else default_out_dir("fashion")
     config.update(backend=backend.name, device=backend.device_name, out=str(out))
     print(
         f"portnet {pn.__version__}  backend {backend.name}  device {backend.device_name}  "
-        f"dtype {config['dtype']}"
+        f"dtype {config['dtype']}" + (f"  threads {config['threads']}" if config["threads"] else "")
     )
     started = time.perf_counter()
     dataset, train, val, test, stats = load_data(config)

@@ -23,6 +23,7 @@ from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .regularizers import L1, L2
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
+from .threads import limit_threads
 from .train import Callback, History, ProgressLogger, Trainer
 
 __version__ = "0.1.0"
@@ -88,6 +89,7 @@ __all__ = [
     "get_loss",
     "get_optimizer",
     "gradient_check",
+    "limit_threads",
     "mlp",
     "precision_recall_f1",
 ]

@@ -59,6 +59,7 @@ def test_help_explains_every_flag():
         "--out",
         "--config",
         "--evaluate",
+        "--threads",
     ):
         assert flag in result.stdout, flag
 
@@ -75,6 +76,11 @@ def test_cupy_without_gpu_exits_2_with_one_paragraph():
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "cuda12" in result.stderr
     assert result.stderr.strip().count("\n") == 0  # one paragraph
+
+
+def test_bad_thread_count_exits_2():
+    result = run(["--threads", "0"], timeout=120)
+    assert result.returncode == 2 and "--threads: must be at least 1" in result.stderr
 
 
 def test_unknown_backend_exits_2():
@@ -154,13 +160,14 @@ def test_config_file_is_read_and_flags_override(tmp_path):
     config = tmp_path / "small.yaml"
     config.write_text(
         "dataset: fashion_mnist_sample\nhidden: 32\nepochs: 5\nbatch_size: 100\n"
-        "optimizer: adam\nlr: 0.002\nschedule: constant\n"
+        "optimizer: adam\nlr: 0.002\nschedule: constant\nthreads: 1\n"
     )
     out = tmp_path / "run"
     result = run(["--config", str(config), "--epochs", "1", "--out", str(out), "--no-plots"])
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "config.json").read_text())
     assert saved["hidden"] == [32] and saved["optimizer"] == "adam" and saved["epochs"] == 1
+    assert saved["threads"] == 1 and "threads 1" in result.stdout
     assert not (out / "curves.png").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("hiden: 32\n")

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import portnet as pn
-from experiments.common import default_out_dir, fail, load_config_file, run_cli, write_json
+from experiments.common import (
+    THREADS_HELP,
+    default_out_dir,
+    fail,
+    load_config_file,
+    positive_int,
+    run_cli,
+    write_json,
+)
 from experiments.reproduce import STUDIES
 from experiments.reproduce.results import write_reproduction_report, write_results
 
@@ -60,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="numpy, torch, cupy or array_api_strict (default: $PORTNET_BACKEND, else numpy)",
     )
     p.add_argument("--device", help="device of the backend (cpu, cuda:0, device1, ...)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
     p.add_argument(
         "--quick",
         action="store_true",
@@ -116,12 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     backend = pn.get_backend(args.backend, args.device)
+    pn.limit_threads(args.threads)  # after the backend import: threadpoolctl sees its BLAS
     out = Path(args.out) if args.out else default_out_dir(args.study)
     ctx = StudyContext(args.study, config, backend, out, args.quick, args.plots)
     out.mkdir(parents=True, exist_ok=True)
     write_json(
         out / "config.json",
-        {**config, "quick": args.quick, "backend": backend.name, "device": backend.device_name},
+        {
+            **config,
+            "quick": args.quick,
+            "backend": backend.name,
+            "device": backend.device_name,
+            "threads": args.threads,
+        },
     )
     ctx.log(
         f"{STUDIES[args.study]} — backend {backend.name}, device {backend.device_name}"

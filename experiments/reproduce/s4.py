@@ -390,7 +390,7 @@ def _timing(ctx, data) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     old_nice = _raise_priority() if config["timing_unniced"] else None
     table: dict[str, dict[str, float]] = {}
     devices: dict[str, str] = {}
-    limits = _limit_threads(config["timing_threads"])
+    limits = pn.limit_threads(config["timing_threads"])
     try:
         for name in config["timing_backends"]:
             if not str(available.get(name, "")).startswith("ok"):
@@ -419,28 +419,6 @@ def _timing(ctx, data) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
         if old_nice is not None:
             os.setpriority(os.PRIO_PROCESS, 0, old_nice)
     return table, devices
-
-
-def _limit_threads(threads: int | None):
-    """Limit BLAS and torch threads to ``threads``; returns a function that restores them."""
-    if not threads:
-        return lambda: None
-    restore = []
-    try:
-        import threadpoolctl
-
-        limiter = threadpoolctl.threadpool_limits(int(threads))
-        restore.append(limiter.restore_original_limits)
-    except ImportError:  # threadpoolctl is optional; the BLAS keeps its own threads
-        pass
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        old = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        restore.append(lambda: torch.set_num_threads(old))
-    return lambda: [undo() for undo in restore]
 
 
 def _raise_priority() -> int | None:
