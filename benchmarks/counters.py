@@ -143,7 +143,7 @@ def count_portnet_step(
         xp=xp, training=True, random=pn.RandomStream(backend, seed), need_input_grad=False
     )
     # The Model's optimizer state knows the frozen entries (BatchNorm running statistics).
-    params, state = model.params, model._opt_state
+    params, state = model.params, model.optimizer_state
     lr = model.optimizer.lr_at(0)
     # One step first, so lazily created state (none today) is not counted as per-step work.
     params, state, *_ = trainer.step(params, state, xb, yb, lr, ctx)

@@ -109,7 +109,7 @@ class PortnetImplementation(Implementation):
         self.params = self.model.params
         # The Model's own optimizer state: it knows which entries are frozen (BatchNorm's
         # running statistics) and which take weight decay.
-        self.state = self.model._opt_state
+        self.state = self.model.optimizer_state
         self.lr = self.model.optimizer.lr_at(0)
         self.host_rng = np.random.default_rng(seed)
         self.random = pn.RandomStream(self.backend, seed + 1)

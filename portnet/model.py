@@ -108,6 +108,16 @@ class Model:
         return self.trainer.optimizer
 
     @property
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state: step count ``"t"`` and per-parameter ``"slots"``
+        (momentum, Adam moments), as :meth:`Trainer.run_epoch` takes and returns it.
+
+        Frozen entries such as batch-norm running statistics have no slot. Reset by
+        :meth:`set_weights`.
+        """
+        return self._opt_state
+
+    @property
     def n_in(self) -> int | None:
         return self.network.n_in
 

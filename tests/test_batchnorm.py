@@ -135,7 +135,7 @@ def test_fit_updates_running_stats_not_optimizer(backend, tmp_path):
     np.testing.assert_allclose(w[0]["running_var"], 0.9 + 0.1 * X.var(0, ddof=1), rtol=1e-5)
     for key in ("gamma", "beta"):
         np.testing.assert_array_equal(w[0][key], start[0][key])
-    assert "running_mean" not in model._opt_state["slots"][0]
+    assert "running_mean" not in model.optimizer_state["slots"][0]
 
     # A real optimizer trains gamma / beta and still leaves the statistics to the trainer.
     model = pn.Model([BatchNorm(4), pn.Dense(4, 3)], optimizer=pn.Adam(0.05), backend=backend)

@@ -86,6 +86,8 @@ def test_fit_makes_at_most_two_host_transfers_per_epoch(backend, monkeypatch):
     setup = 4
     assert count.total - setup <= 2 * epochs, count
     assert count.to_host - setup <= epochs, count
+    # The public optimizer state counted every step: 300 images in batches of 32.
+    assert model.optimizer_state["t"] == epochs * 10
 
 
 def test_nonfinite_loss_stops_and_keeps_best_weights(numpy_backend, capsys):
