@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from .augment import RandomFlip
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
 from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
 from .decomposition import PCA
@@ -66,6 +67,7 @@ __all__ = [
     "PortnetError",
     "ProgressLogger",
     "RMSProp",
+    "RandomFlip",
     "RandomStream",
     "ReLU",
     "Sequential",
