@@ -34,6 +34,11 @@ class ReLU(Layer):
         y = xp.clip(x, min=0.0)
 
         def backprop(dy):
+            if ctx.inplace:
+                # In training, each backprop hands a fresh gradient to the layer before
+                # it, so masking it in place saves a float copy of the mask and an array.
+                dy *= y > 0
+                return dy, {}
             return dy * xp.astype(y > 0, dy.dtype), {}
 
         return y, backprop

@@ -50,7 +50,9 @@ class Context:
         Check that input and weights share a library and device (the training loop
         turns this off: it validated the data once).
     inplace : bool
-        Layers may update their own fresh outputs in place (NumPy, CuPy, torch).
+        Layers may update their own fresh outputs in place (NumPy, CuPy, torch), and
+        the gradient their backprop receives: in training every backprop returns a
+        fresh array (or a view of one) that only the layer before it reads.
     """
 
     xp: Any

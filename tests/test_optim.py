@@ -251,6 +251,32 @@ def test_inplace_training_leaves_host_weights_unchanged(backend_case):
     assert_trees_close(host, before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    "backend_case", [("numpy", None), ("torch", "cpu")], ids=["numpy", "torch-cpu"]
+)
+def test_inplace_training_equals_portable_training(backend_case):
+    """The whole in-place path (bias add, ReLU mask, momentum update) trains exactly as
+    the portable one: same data, same seed, two epochs, float64."""
+    if backend_case[0] == "torch":
+        pytest.importorskip("torch")
+    backend = pn.get_backend(*backend_case)
+    rng = np.random.default_rng(21)
+    X, y = rng.normal(size=(96, 12)), rng.integers(0, 5, 96)
+    weights = []
+    for inplace in (True, False):
+        model = pn.Model(
+            pn.mlp([12, 16, 8, 5], "relu", dropout=0.2),
+            optimizer=pn.Momentum(0.05, inplace=inplace),
+            backend=backend,
+            dtype="float64",
+            seed=3,
+        )
+        assert model.optimizer.inplace is inplace
+        model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+        weights.append(model.get_weights())
+    assert_trees_close(weights[0], weights[1], rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_portable_path_leaves_inputs_unchanged(backend, name):
     params_h, grad_seq = problem(seed=4)
