@@ -199,6 +199,23 @@ def build_torch_network(workload: Workload | CNNWorkload, seed: int):
     return nn.Sequential(*modules)
 
 
+def _torch_random_flip(probability: float):
+    """Native torch twin of :class:`portnet.RandomFlip`: in training, mirror each
+    sample left-right with the given probability (torch has no per-sample flip module
+    without torchvision, whose flip decides once per batch)."""
+    import torch
+    from torch import nn
+
+    class RandomFlip(nn.Module):
+        def forward(self, x):
+            if not self.training:
+                return x
+            flip = torch.rand(x.shape[0], device=x.device) < probability
+            return torch.where(flip.view(-1, *([1] * (x.ndim - 1))), x.flip(-1), x)
+
+    return RandomFlip()
+
+
 def _torch_layer_list(workload: CNNWorkload, seed: int):
     """The layer list as native modules (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Linear ...).
 
@@ -244,6 +261,8 @@ def _torch_layer_list(workload: CNNWorkload, seed: int):
             module = nn.Tanh()
         elif isinstance(layer, pn.Dropout):
             module = nn.Dropout(layer.rate)
+        elif isinstance(layer, pn.RandomFlip):
+            module = _torch_random_flip(layer.probability)
         else:
             raise ValueError(f"no native torch module for portnet layer {name}")
         with torch.no_grad():

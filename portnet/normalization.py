@@ -51,6 +51,8 @@ class BatchNorm(Layer):
     .. math::
         \partial\gamma = \sum \delta\hat x, \quad \partial\beta = \sum \delta, \quad
         \partial x = \frac{s}{m}\Big(m g - \sum g - \hat x \sum g \hat x\Big)
+                    = \gamma s\Big(\delta - \frac{\partial\beta}{m}
+                      - \hat x\,\frac{\partial\gamma}{m}\Big)
 
     and in inference mode :math:`\partial x = s_{run}\, g` (the statistics are constants).
     """
@@ -108,23 +110,41 @@ class BatchNorm(Layer):
             var = xp.reshape(params["running_var"], bshape)
             centered = x - mean
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        x_hat = centered * inv_std
-        y = gamma * x_hat + beta
+        inplace = ctx.inplace
+        # Whole-array passes dominate on large conv activations: update the fresh
+        # arrays in place where the backend allows it (same values either way).
+        if inplace and ctx.training:
+            centered *= inv_std
+            x_hat = centered
+        else:
+            x_hat = centered * inv_std
+        y = x_hat * gamma
+        if inplace:
+            y += beta
+        else:
+            y = y + beta
         training = ctx.training
 
         def backprop(dy):
+            dgamma = xp.sum(dy * x_hat, axis=axes, keepdims=True)
+            dbeta = xp.sum(dy, axis=axes, keepdims=True)
             grads = {
-                "gamma": xp.sum(dy * x_hat, axis=axes),
-                "beta": xp.sum(dy, axis=axes),
+                "gamma": xp.reshape(dgamma, (self.n_features,)),
+                "beta": xp.reshape(dbeta, (self.n_features,)),
             }
-            g = dy * gamma
-            if training:
-                sum_g = xp.sum(g, axis=axes, keepdims=True)
-                sum_gx = xp.sum(g * x_hat, axis=axes, keepdims=True)
-                dx = (inv_std / m) * (m * g - sum_g - x_hat * sum_gx)
-            else:
-                dx = g * inv_std
-            return dx, grads
+            scale = gamma * inv_std  # per channel
+            if not training:
+                return dy * scale, grads
+            # With g = gamma dy: sum g = gamma dbeta and sum g x_hat = gamma dgamma, so
+            # dx = gamma s (dy - dbeta/m - x_hat dgamma/m): per-channel factors and three
+            # passes over the activations instead of a reduction per term.
+            dx = dy - dbeta * (1.0 / m)
+            correction = x_hat * (dgamma * (1.0 / m))
+            if inplace:
+                dx -= correction
+                dx *= scale
+                return dx, grads
+            return (dx - correction) * scale, grads
 
         return y, backprop
 

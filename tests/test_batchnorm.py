@@ -37,16 +37,21 @@ def bn_data(shape, seed=0):
     return f32(2.0 + 3.0 * rng.normal(size=shape)), params, f32(rng.normal(size=shape))
 
 
+@pytest.mark.parametrize("inplace", [False, True], ids=["portable", "inplace"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_batchnorm_matches_torch(backend, shape, training):
+def test_batchnorm_matches_torch(backend, shape, training, inplace):
     torch = pytest.importorskip("torch")
+    if inplace and not backend.inplace:
+        pytest.skip(f"{backend.name} has no in-place path")
     x_h, p_h, dy_h = bn_data(SHAPES[shape])
     layer = BatchNorm(x_h.shape[1], momentum=0.2)
     x = backend.asarray(x_h, "float32")
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
     updates = {}
-    ctx = pn.Context(xp=backend.xp, training=training, state_updates=updates, layer_index=5)
+    ctx = pn.Context(
+        xp=backend.xp, training=training, state_updates=updates, layer_index=5, inplace=inplace
+    )
     y, backprop = layer.forward(params, x, ctx)
     assert_on_backend(y, backend, "float32", x_h.shape)
     dx, grads = backprop(backend.asarray(dy_h, "float32"))
