@@ -90,6 +90,9 @@ def test_fit_makes_at_most_two_host_transfers_per_epoch(backend, monkeypatch):
     assert model.optimizer_state["t"] == epochs * 10
 
 
+# The overflow is the point of this test; NumPy's warnings about it are expected.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_nonfinite_loss_stops_and_keeps_best_weights(numpy_backend, capsys):
     X, y = synthetic_classification(n=400)
     model = pn.Model(pn.mlp([20, 16, 10], "relu"), optimizer=pn.SGD(0.05), backend=numpy_backend)
