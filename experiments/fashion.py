@@ -275,8 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     config = merge_config(DEFAULTS, file_config, args)
     if isinstance(config["hidden"], str | int):
         config["hidden"] = parse_int_list(str(config["hidden"]))
+    threads = config["threads"]
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        fail(f"threads must be a whole number of at least 1, got {threads!r}")
     backend = pn.get_backend(config["backend"], config["device"])
-    pn.limit_threads(config["threads"])  # after the backend import: threadpoolctl sees its BLAS
+    pn.limit_threads(threads)  # after the backend import: threadpoolctl sees its BLAS
     out = Path(config["out"]) if config["out"] else default_out_dir("fashion")
     config.update(backend=backend.name, device=backend.device_name, out=str(out))
     print(

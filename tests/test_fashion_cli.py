@@ -78,9 +78,14 @@ def test_cupy_without_gpu_exits_2_with_one_paragraph():
     assert result.stderr.strip().count("\n") == 0  # one paragraph
 
 
-def test_bad_thread_count_exits_2():
+def test_bad_thread_count_exits_2(tmp_path):
     result = run(["--threads", "0"], timeout=120)
     assert result.returncode == 2 and "--threads: must be at least 1" in result.stderr
+    config = tmp_path / "threads.yaml"
+    config.write_text("threads: -1\n")
+    result = run(["--config", str(config)], timeout=120)
+    assert result.returncode == 2 and "threads must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_backend_exits_2():
