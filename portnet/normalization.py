@@ -136,8 +136,8 @@ class BatchNorm(Layer):
             if not training:
                 return dy * scale, grads
             # With g = gamma dy: sum g = gamma dbeta and sum g x_hat = gamma dgamma, so
-            # dx = gamma s (dy - dbeta/m - x_hat dgamma/m): per-channel factors and three
-            # passes over the activations instead of a reduction per term.
+            # dx = gamma s (dy - dbeta/m - x_hat dgamma/m): with per-channel factors the
+            # backprop makes 5 passes over the activations and 2 reductions (was 7 and 4).
             dx = dy - dbeta * (1.0 / m)
             correction = x_hat * (dgamma * (1.0 / m))
             if inplace:
