@@ -244,3 +244,42 @@ def test_bad_flags_exit_with_usage_error():
     )
     assert proc.returncode == 2
     assert "unknown workload" in proc.stderr
+
+
+def test_layer_time_times_every_layer_of_the_cnn(tmp_path):
+    out = tmp_path / "layers.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.layer_time",
+            "--workload",
+            "cnn",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from benchmarks.workloads import WORKLOADS
+
+    layers = WORKLOADS["cnn"].portnet_layers()
+    table = out.read_text()
+    assert table.strip() == proc.stdout.strip()  # the file holds what was printed
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + len(layers)  # header + one per layer
+    for i, (row, layer) in enumerate(zip(rows[1:], layers, strict=True)):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == str(i) and cells[1].startswith(type(layer).__name__)
+        assert float(cells[2]) >= 0 and float(cells[3]) >= 0
+    shares = [float(r.strip("|").split("|")[4].strip(" %")) for r in rows[1:]]
+    assert sum(shares) == pytest.approx(100, abs=0.5)

@@ -1,0 +1,169 @@
+"""Where a training step's time goes: forward and backprop of every layer, timed apart.
+
+    python -m benchmarks.layer_time --workload cnn --backend numpy --batch-size 128
+
+Runs the workload's network in training mode on one backend, as the Trainer does
+(the first layer gets no input gradient, in-place updates where the backend allows
+them), on random images, and prints a Markdown table: median milliseconds per step
+of each layer's forward and backprop and their share of the step. The backend is
+synchronized before every clock read, so on a GPU the times are per layer too.
+Speed is measured here, never asserted in a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import portnet as pn
+
+from .workloads import WORKLOADS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.layer_time",
+        description="Time the forward and backprop of every layer of a workload's network "
+        "for one training step (median over steps), on one backend.",
+    )
+    parser.add_argument(
+        "--workload", default="cnn", choices=sorted(WORKLOADS), help="network (default cnn)"
+    )
+    parser.add_argument("--backend", default="numpy", help="portnet backend (default numpy)")
+    parser.add_argument("--device", help="device of the backend (default: its own)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="timed steps after one warm-up step (10)"
+    )
+    parser.add_argument("--threads", type=int, help="limit BLAS/OpenMP/torch threads to N")
+    parser.add_argument("--out", help="also write the Markdown table to this file")
+    return parser
+
+
+def _layers(workload) -> list[pn.Layer]:
+    if workload.kind == "cnn":
+        return workload.portnet_layers()
+    return pn.mlp(list(workload.sizes), workload.activation)
+
+
+def time_layers(
+    layers: list[pn.Layer], backend, batch_size: int, steps: int, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Median forward and backprop seconds per step of each layer.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        The network, first layer taking flat 784-pixel rows.
+    backend : Backend
+    batch_size, steps : int
+        Images per step; timed steps (one untimed warm-up step comes first).
+
+    Returns
+    -------
+    list of dict
+        One ``{"index", "layer", "forward_s", "backprop_s"}`` per layer.
+    """
+    xp = backend.xp
+    host = pn.Sequential(layers).init(np.random.default_rng(seed))
+    params = [{k: backend.asarray(v, "float32") for k, v in p.items()} for p in host]
+    rng = np.random.default_rng(seed + 1)
+    x0 = backend.asarray(rng.random((batch_size, 784), dtype=np.float32))
+    random = pn.RandomStream(backend, seed + 2)
+    forward = [[] for _ in layers]
+    backward = [[] for _ in layers]
+    for step in range(steps + 1):
+        x, backprops = x0, []
+        for i, (layer, p) in enumerate(zip(layers, params, strict=True)):
+            ctx = pn.Context(
+                xp=xp,
+                training=True,
+                random=random,
+                need_input_grad=i > 0,
+                check_inputs=False,
+                inplace=bool(backend.inplace),
+                state_updates={},
+                layer_index=i,
+            )
+            backend.synchronize()
+            start = time.perf_counter()
+            x, back = layer.forward(p, x, ctx)
+            backend.synchronize()
+            if step:
+                forward[i].append(time.perf_counter() - start)
+            backprops.append(back)
+        dy = backend.asarray(rng.standard_normal(tuple(x.shape), dtype=np.float32))
+        for i in range(len(layers) - 1, -1, -1):
+            backend.synchronize()
+            start = time.perf_counter()
+            dy, _ = backprops[i](dy)
+            backend.synchronize()
+            if step:
+                backward[i].append(time.perf_counter() - start)
+    return [
+        {
+            "index": i,
+            "layer": _describe(layer),
+            "forward_s": statistics.median(forward[i]),
+            "backprop_s": statistics.median(backward[i]),
+        }
+        for i, layer in enumerate(layers)
+    ]
+
+
+def _describe(layer: pn.Layer) -> str:
+    config = layer.get_config()
+    inner = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("init", "bias", "std"))
+    return f"{type(layer).__name__}({inner})"
+
+
+def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
+    """The rows as a Markdown table, with each layer's share of the step."""
+    total = sum(r["forward_s"] + r["backprop_s"] for r in rows)
+    lines = [
+        f"## {title}",
+        "",
+        "| # | layer | forward ms | backprop ms | share of step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        both = r["forward_s"] + r["backprop_s"]
+        lines.append(
+            f"| {r['index']} | {r['layer']} | {r['forward_s'] * 1e3:.2f} | "
+            f"{r['backprop_s'] * 1e3:.2f} | {100 * both / total:.1f} % |"
+        )
+    lines += ["", f"Step total (sum of medians): {total * 1e3:.1f} ms.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.steps < 1 or (args.threads is not None and args.threads < 1):
+        sys.exit("--batch-size, --steps and --threads must be at least 1")
+    backend = pn.get_backend(args.backend, args.device)
+    restore_threads = pn.limit_threads(args.threads)
+    workload = WORKLOADS[args.workload]
+    rows = time_layers(_layers(workload), backend, args.batch_size, args.steps)
+    threads = f"{args.threads} thread(s)" if args.threads else "default threads"
+    title = (
+        f"{workload.label}: {backend.name} on {backend.device_name}, batch {args.batch_size}, "
+        f"median of {args.steps} steps, {threads}"
+    )
+    table = markdown_table(rows, title)
+    print(table)
+    if args.out:
+        from portnet.io import atomic_write_bytes
+
+        payload = table.encode("utf-8")
+        atomic_write_bytes(args.out, lambda handle: handle.write(payload))
+    restore_threads()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
