@@ -416,6 +416,36 @@ class NumpyNaive(Implementation):
         return float(self.net.train_epoch(self.X, self.Y, self.batch_size, LR, MOMENTUM))
 
 
+class NumpyCareful(Implementation):
+    """Hand-tuned float32 NumPy (see :mod:`benchmarks.careful_numpy`): NumPy's best case.
+
+    It shares NumPy's limit with ``portnet-numpy`` (elementwise work on one core),
+    so it tells how far portnet is from hand-written code, and how far NumPy itself
+    is from the floor on this machine.
+    """
+
+    name = "numpy-careful"
+    note = "hand-written float32 NumPy: in-place updates and activations, no dX of the first layer"
+
+    @classmethod
+    def unsupported_reason(cls, workload):
+        if workload.kind != "mlp":
+            return "the hand-tuned NumPy reference is a dense MLP: it has no convolutions"
+        return None
+
+    def __init__(self, workload, batch_size, data, seed):
+        from .careful_numpy import CarefulMLP
+
+        self.net = CarefulMLP(workload.initial_weights(seed), workload.activation)
+        self.X, self.y = data.X, data.y
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def run_epoch(self):
+        order = self.rng.permutation(self.X.shape[0])
+        return self.net.train_epoch(self.X, self.y, order, self.batch_size, LR, MOMENTUM)
+
+
 # -- the floor ---------------------------------------------------------------------------
 
 
@@ -524,6 +554,7 @@ IMPLEMENTATIONS: dict[str, type[Implementation]] = {
         TorchNative,
         SklearnMLP,
         NumpyNaive,
+        NumpyCareful,
         GemmOnly,
     )
 }

@@ -281,15 +281,15 @@ class Sequential(Layer):
         if ctx.check_inputs:
             first = next((v for layer in params for v in layer.values()), None)
             namespace_of(x, first)
+        # Every layer after the first must return its input gradient. That context
+        # is made once per forward, not once per layer: the step is Python-bound
+        # at small batch sizes.
+        deeper = ctx if ctx.need_input_grad else dataclasses.replace(ctx, need_input_grad=True)
         backprops = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
-            need = ctx.need_input_grad if i == 0 else True
+            inner = ctx if i == 0 else deeper
             if layer.state_names:
-                inner = dataclasses.replace(ctx, need_input_grad=need, layer_index=i)
-            elif need != ctx.need_input_grad:
-                inner = dataclasses.replace(ctx, need_input_grad=need)
-            else:
-                inner = ctx
+                inner = dataclasses.replace(inner, layer_index=i)
             x, back = layer.forward(p, x, inner)
             backprops.append(back)
 

@@ -23,6 +23,7 @@ IMPLEMENTATIONS = {
     "torch",
     "sklearn",
     "numpy-naive-f64",
+    "numpy-careful",
     "gemm-only",
 }
 
@@ -99,7 +100,7 @@ def test_ok_entries_have_positive_times_and_skipped_ones_a_reason(quick_run):
     document, _, _ = quick_run
     results = {e["implementation"]: e for e in document["results"]}
     # These need only NumPy and portnet's own dependencies: they must run everywhere.
-    for name in ("portnet-numpy", "numpy-naive-f64", "gemm-only"):
+    for name in ("portnet-numpy", "numpy-naive-f64", "numpy-careful", "gemm-only"):
         assert results[name]["status"] == "ok", results[name]["reason"]
     for entry in results.values():
         if entry["status"] == "ok":
@@ -159,7 +160,7 @@ def test_cnn_workload_entries(quick_cnn_run):
         assert entry["workload"] == "cnn" and entry["n_train"] == 256
         assert "conv3x3" in entry["workload_label"]
     # Dense-only implementations are listed, skipped, with the reason.
-    for name in ("sklearn", "numpy-naive-f64"):
+    for name in ("sklearn", "numpy-naive-f64", "numpy-careful"):
         assert results[name]["status"] == "skipped"
         assert "conv" in results[name]["reason"].lower() or "CNN" in results[name]["reason"]
         assert results[name]["median_s"] is None
@@ -283,3 +284,43 @@ def test_layer_time_times_every_layer_of_the_cnn(tmp_path):
         assert float(cells[2]) >= 0 and float(cells[3]) >= 0
     shares = [float(r.strip("|").split("|")[4].strip(" %")) for r in rows[1:]]
     assert sum(shares) == pytest.approx(100, abs=0.5)
+
+
+@pytest.mark.parametrize("workload_name", ["mlp-s3", "mlp-s1"])
+def test_careful_numpy_trains_exactly_as_portnet(workload_name):
+    """The hand-tuned reference does the same maths: equal weights and loss after an epoch."""
+    import numpy as np
+
+    import portnet as pn
+    from benchmarks.careful_numpy import CarefulMLP
+    from benchmarks.implementations import LR, MOMENTUM, build_portnet_model
+    from benchmarks.workloads import WORKLOADS
+
+    workload = WORKLOADS[workload_name]
+    rng = np.random.default_rng(5)
+    X = rng.random((100, 784), dtype=np.float32)
+    y = rng.integers(0, 10, size=100)
+    order = rng.permutation(100)
+
+    careful = CarefulMLP(workload.initial_weights(2), workload.activation)
+    careful_loss = careful.train_epoch(X, y, order, 32, LR, MOMENTUM)
+
+    model = build_portnet_model(workload, pn.get_backend("numpy"), seed=2)
+    params, _, loss_sum, _ = model.trainer.run_epoch(
+        model.params,
+        model.optimizer_state,
+        X,
+        y,
+        batch_size=32,
+        lr=LR,
+        order=order,
+        random=None,
+    )
+    assert careful_loss == pytest.approx(float(loss_sum) / 100, rel=1e-5)
+    dense = [p for p in params if "W" in p]
+    initial = workload.initial_weights(2)
+    assert len(dense) == len(careful.W) == len(initial)
+    for p, W, b, (W0, _) in zip(dense, careful.W, careful.b, initial, strict=True):
+        assert np.abs(W - W0).max() > 1e-4, "the epoch must move the weights"
+        np.testing.assert_allclose(W, p["W"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b, p["b"], rtol=1e-4, atol=1e-6)
