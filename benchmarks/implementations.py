@@ -70,6 +70,17 @@ class Implementation:
         """Wait for queued device work (called before every clock read)."""
 
 
+class DenseOnlyImplementation(Implementation):
+    """An implementation that trains multilayer perceptrons only; it skips the ``cnn`` workload."""
+
+    #: Why a network with convolutions is skipped, shown in the results.
+    dense_only_reason = ""
+
+    @classmethod
+    def unsupported_reason(cls, workload):
+        return cls.dense_only_reason if workload.kind != "mlp" else None
+
+
 # -- portnet -----------------------------------------------------------------------
 
 
@@ -338,7 +349,7 @@ class TorchNative(Implementation):
 # -- scikit-learn --------------------------------------------------------------------
 
 
-class SklearnMLP(Implementation):
+class SklearnMLP(DenseOnlyImplementation):
     """``MLPClassifier(solver="sgd")`` with ``partial_fit`` once per epoch on float32 data."""
 
     name = "sklearn"
@@ -347,6 +358,7 @@ class SklearnMLP(Implementation):
         "RNG, per-batch fancy indexing), validates X on every call and uses its own "
         "Glorot-uniform init (it cannot be given initial weights)"
     )
+    dense_only_reason = "MLPClassifier trains dense networks only: scikit-learn has no convolutions"
 
     @classmethod
     def unavailable_reason(cls):
@@ -354,12 +366,6 @@ class SklearnMLP(Implementation):
             import sklearn  # noqa: F401
         except ImportError:
             return "scikit-learn is not installed (pip install scikit-learn)"
-        return None
-
-    @classmethod
-    def unsupported_reason(cls, workload):
-        if workload.kind != "mlp":
-            return "MLPClassifier trains dense networks only: scikit-learn has no convolutions"
         return None
 
     def __init__(self, workload, batch_size, data, seed):
@@ -390,17 +396,15 @@ class SklearnMLP(Implementation):
 # -- course-style NumPy ----------------------------------------------------------------
 
 
-class NumpyNaive(Implementation):
+class NumpyNaive(DenseOnlyImplementation):
     """The reference studies' style (see :mod:`benchmarks.naive_numpy`), float64."""
 
     name = "numpy-naive-f64"
     note = "float64, class per layer, one-hot labels, allocating updates, dX of the first layer"
 
-    @classmethod
-    def unsupported_reason(cls, workload):
-        if workload.kind != "mlp":
-            return "the course-style baseline is a dense MLP; the reference studies wrote no CNN"
-        return None
+    dense_only_reason = (
+        "the course-style baseline is a dense MLP; the reference studies wrote no CNN"
+    )
 
     def __init__(self, workload, batch_size, data, seed):
         from .naive_numpy import NaiveMLP
@@ -416,7 +420,7 @@ class NumpyNaive(Implementation):
         return float(self.net.train_epoch(self.X, self.Y, self.batch_size, LR, MOMENTUM))
 
 
-class NumpyCareful(Implementation):
+class NumpyCareful(DenseOnlyImplementation):
     """Hand-tuned float32 NumPy (see :mod:`benchmarks.careful_numpy`): NumPy's best case.
 
     It shares NumPy's limit with ``portnet-numpy`` (elementwise work on one core),
@@ -427,11 +431,7 @@ class NumpyCareful(Implementation):
     name = "numpy-careful"
     note = "hand-written float32 NumPy: in-place updates and activations, no dX of the first layer"
 
-    @classmethod
-    def unsupported_reason(cls, workload):
-        if workload.kind != "mlp":
-            return "the hand-tuned NumPy reference is a dense MLP: it has no convolutions"
-        return None
+    dense_only_reason = "the hand-tuned NumPy reference is a dense MLP: it has no convolutions"
 
     def __init__(self, workload, batch_size, data, seed):
         from .careful_numpy import CarefulMLP
