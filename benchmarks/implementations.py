@@ -254,21 +254,21 @@ def _torch_layer_list(workload: CNNWorkload, seed: int):
                 padding=layer.padding,
                 bias=layer.bias,
             )
-        elif name == "MaxPool2D":
+        elif isinstance(layer, pn.MaxPool2D):
             module = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif name == "AvgPool2D":
+        elif isinstance(layer, pn.AvgPool2D):
             # portnet counts the zero padding in the mean, as count_include_pad=True.
             module = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
         elif isinstance(layer, pn.BatchNorm):
             cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
             module = cls(layer.n_features, eps=layer.eps, momentum=layer.momentum)
-        elif name == "Flatten":
+        elif isinstance(layer, pn.Flatten):
             module = nn.Flatten()
         elif isinstance(layer, pn.Dense):
             module = nn.Linear(layer.n_in, layer.n_out, bias="b" in p)
-        elif name == "ReLU":
+        elif isinstance(layer, pn.ReLU):
             module = nn.ReLU()
-        elif name == "Tanh":
+        elif isinstance(layer, pn.Tanh):
             module = nn.Tanh()
         elif isinstance(layer, pn.Dropout):
             module = nn.Dropout(layer.rate)

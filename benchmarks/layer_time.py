@@ -45,12 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _layers(workload) -> list[pn.Layer]:
-    if workload.kind == "cnn":
-        return workload.portnet_layers()
-    return pn.mlp(list(workload.sizes), workload.activation)
-
-
 def time_layers(
     layers: list[pn.Layer], backend, batch_size: int, steps: int, seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -148,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = pn.get_backend(args.backend, args.device)
     restore_threads = pn.limit_threads(args.threads)
     workload = WORKLOADS[args.workload]
-    rows = time_layers(_layers(workload), backend, args.batch_size, args.steps)
+    rows = time_layers(workload.portnet_layers(), backend, args.batch_size, args.steps)
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
     title = (
         f"{workload.label}: {backend.name} on {backend.device_name}, batch {args.batch_size}, "

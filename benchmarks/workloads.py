@@ -64,9 +64,7 @@ class Workload:
         Drawn with portnet's own initialiser so that every implementation, portnet or
         not, starts from the same numbers.
         """
-        layers = self.portnet_layers()
-        host = pn.Sequential(layers).init(np.random.default_rng(seed))
-        return [(p["W"], p["b"]) for p in host if "W" in p]
+        return [(p["W"], p["b"]) for p in self.initial_params(seed) if "W" in p]
 
     def initial_params(self, seed: int) -> list[dict[str, np.ndarray]]:
         """One dict of float64 host arrays per portnet layer (``{}`` for activations)."""

@@ -67,6 +67,38 @@ def assert_on_backend(array, backend, dtype=None, shape=None):
         assert tuple(array.shape) == tuple(shape), f"shape {tuple(array.shape)}, expected {shape}"
 
 
+def host_copies(tree):
+    """Host copies of every array of a dict / list / array, to compare after a call."""
+    if isinstance(tree, dict):
+        return {k: host_copies(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [host_copies(v) for v in tree]
+    backend = portnet.backend_of(tree)
+    return np.array(backend.to_numpy(tree), copy=True)
+
+
+def assert_unchanged(before, tree):
+    """Fail if ``tree`` no longer equals the :func:`host_copies` taken ``before`` a call."""
+    if isinstance(tree, dict):
+        assert set(before) == set(tree)
+        for k in tree:
+            assert_unchanged(before[k], tree[k])
+    elif isinstance(tree, list):
+        for b, t in zip(before, tree, strict=True):
+            assert_unchanged(b, t)
+    else:
+        np.testing.assert_array_equal(
+            portnet.backend_of(tree).to_numpy(tree),
+            before,
+            err_msg="an input was modified by the call",
+        )
+
+
+def f32(a):
+    """Host data rounded to float32 first, so a float64 oracle sees the same numbers."""
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+
 def tolerance(dtype_name: str) -> dict:
     return (
         {"rtol": 1e-4, "atol": 1e-5} if dtype_name == "float32" else {"rtol": 1e-10, "atol": 1e-12}

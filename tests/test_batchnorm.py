@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, tolerance
+from conftest import assert_on_backend, f32, host_copies, tolerance
 
 import portnet as pn
 from portnet.conv import Conv2D, Flatten, Reshape
@@ -15,14 +15,6 @@ from portnet.normalization import BatchNorm
 
 GRAD_TOL = 1e-6
 SHAPES = {"NxF": (6, 4), "NxCxHxW": (3, 4, 3, 2)}
-
-
-def f32(a):
-    return np.asarray(a, dtype=np.float32).astype(np.float64)
-
-
-def host(a):
-    return np.array(pn.backend_of(a).to_numpy(a), copy=True)
 
 
 def bn_data(shape, seed=0):
@@ -59,9 +51,9 @@ def test_batchnorm_matches_torch(backend, shape, training, inplace):
     assert set(grads) == {"gamma", "beta"}  # never a gradient for running statistics
     for key, g in grads.items():
         assert_on_backend(g, backend, "float32", p_h[key].shape)
-    np.testing.assert_array_equal(host(x), x_h.astype(np.float32))
+    np.testing.assert_array_equal(host_copies(x), x_h.astype(np.float32))
     for key in p_h:
-        np.testing.assert_array_equal(host(params[key]), p_h[key].astype(np.float32))
+        np.testing.assert_array_equal(host_copies(params[key]), p_h[key].astype(np.float32))
 
     xt = torch.tensor(x_h, requires_grad=True)
     gt = torch.tensor(p_h["gamma"], requires_grad=True)
@@ -72,16 +64,16 @@ def test_batchnorm_matches_torch(backend, shape, training, inplace):
     )
     yt.backward(torch.tensor(dy_h))
     tol = tolerance("float32")
-    np.testing.assert_allclose(host(y), yt.detach().numpy(), **tol)
-    np.testing.assert_allclose(host(dx), xt.grad.numpy(), **tol)
-    np.testing.assert_allclose(host(grads["gamma"]), gt.grad.numpy(), **tol)
-    np.testing.assert_allclose(host(grads["beta"]), bt.grad.numpy(), **tol)
+    np.testing.assert_allclose(host_copies(y), yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(host_copies(dx), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(host_copies(grads["gamma"]), gt.grad.numpy(), **tol)
+    np.testing.assert_allclose(host_copies(grads["beta"]), bt.grad.numpy(), **tol)
     if training:
         # torch updated rm / rv in place: the running statistics after this batch.
         assert set(updates) == {(5, "running_mean"), (5, "running_var")}
         for name, ref in (("running_mean", rm), ("running_var", rv)):
             assert_on_backend(updates[(5, name)], backend, "float32", (x_h.shape[1],))
-            np.testing.assert_allclose(host(updates[(5, name)]), ref.numpy(), **tol)
+            np.testing.assert_allclose(host_copies(updates[(5, name)]), ref.numpy(), **tol)
     else:
         assert updates == {}
 
@@ -93,7 +85,7 @@ def test_batchnorm_no_updates_without_dict(backend):
     y, _ = BatchNorm(4).forward(params, backend.asarray(x_h, "float32"), ctx)
     # Training-mode output is normalized by the batch statistics.
     np.testing.assert_allclose(
-        host(y),
+        host_copies(y),
         (x_h - x_h.mean(0)) / np.sqrt(x_h.var(0) + 1e-5) * p_h["gamma"] + p_h["beta"],
         **tolerance("float32"),
     )
@@ -155,7 +147,10 @@ def test_fit_updates_running_stats_not_optimizer(backend, tmp_path):
     for key, value in w[0].items():
         np.testing.assert_array_equal(again.get_weights()[0][key], value)
     np.testing.assert_allclose(
-        np.asarray(again.predict_proba(X)), host(model.predict_proba(X)), rtol=1e-4, atol=1e-5
+        np.asarray(again.predict_proba(X)),
+        host_copies(model.predict_proba(X)),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, tolerance
+from conftest import assert_on_backend, assert_unchanged, f32, host_copies, tolerance
 
 import portnet as pn
 from portnet.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
@@ -32,27 +32,6 @@ POOL_CASES = {
     "3x3-s1": (6, 6, 3, 1, 0),
     "2x3-s12-p1": (5, 7, (2, 3), (1, 2), 1),
 }
-
-
-def f32(a):
-    """Host data rounded to float32 first, so the float64 oracle sees the same numbers."""
-    return np.asarray(a, dtype=np.float32).astype(np.float64)
-
-
-def host(tree):
-    if isinstance(tree, dict):
-        return {k: host(v) for k, v in tree.items()}
-    return np.array(pn.backend_of(tree).to_numpy(tree), copy=True)
-
-
-def assert_same(before, tree):
-    if isinstance(tree, dict):
-        for k in tree:
-            assert_same(before[k], tree[k])
-    else:
-        np.testing.assert_array_equal(
-            host(tree), before, err_msg="an input was modified by the call"
-        )
 
 
 def conv_data(case, seed=0):
@@ -81,7 +60,7 @@ def run_layer(backend, layer, x_h, p_h, dy_fn):
     """Forward and backprop on ``backend`` in float32, checking placement and inputs."""
     x = backend.asarray(x_h, "float32")
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
-    x_before, p_before = host(x), host(params)
+    x_before, p_before = host_copies(x), host_copies(params)
     y, backprop = layer.forward(params, x, pn.Context(xp=backend.xp))
     assert_on_backend(y, backend, "float32")
     dy_h = f32(dy_fn(tuple(y.shape)))
@@ -91,10 +70,10 @@ def run_layer(backend, layer, x_h, p_h, dy_fn):
     assert set(grads) == set(p_h)
     for key, g in grads.items():
         assert_on_backend(g, backend, "float32", p_h[key].shape)
-    assert_same(x_before, x)
-    assert_same(p_before, params)
-    assert_same(dy_h.astype(np.float32), dy)
-    return host(y), dy_h, host(dx), host(grads)
+    assert_unchanged(x_before, x)
+    assert_unchanged(p_before, params)
+    assert_unchanged(dy_h.astype(np.float32), dy)
+    return host_copies(y), dy_h, host_copies(dx), host_copies(grads)
 
 
 # -- against torch.nn.functional, every backend case --------------------------------
@@ -282,5 +261,8 @@ def test_small_cnn_trains(backend, tmp_path):
     model.save(tmp_path / "cnn.npz")
     again = pn.Model.load(tmp_path / "cnn.npz", backend="numpy")
     np.testing.assert_allclose(
-        np.asarray(again.predict_proba(X)), host(model.predict_proba(X)), rtol=1e-4, atol=1e-5
+        np.asarray(again.predict_proba(X)),
+        host_copies(model.predict_proba(X)),
+        rtol=1e-4,
+        atol=1e-5,
     )

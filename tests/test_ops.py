@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, tolerance
+from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
 
 import portnet as pn
 from portnet.gradcheck import numerical_gradient, relative_error
@@ -23,30 +23,6 @@ def away_from_zero(rng, shape, margin=0.1):
     """Normal samples pushed at least ``margin`` away from 0 (no ReLU / L1 kink nearby)."""
     u = rng.normal(size=shape)
     return np.where(u >= 0, 1.0, -1.0) * (margin + np.abs(u))
-
-
-def host_copies(tree):
-    """Host copies of every array of a dict / list / array, to compare after a call."""
-    if isinstance(tree, dict):
-        return {k: host_copies(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [host_copies(v) for v in tree]
-    backend = pn.backend_of(tree)
-    return np.array(backend.to_numpy(tree), copy=True)
-
-
-def assert_unchanged(before, tree):
-    if isinstance(tree, dict):
-        assert set(before) == set(tree)
-        for k in tree:
-            assert_unchanged(before[k], tree[k])
-    elif isinstance(tree, list):
-        for b, t in zip(before, tree, strict=True):
-            assert_unchanged(b, t)
-    else:
-        np.testing.assert_array_equal(
-            pn.backend_of(tree).to_numpy(tree), before, err_msg="an input was modified by the call"
-        )
 
 
 def on(backend, host, dtype="float32"):
