@@ -67,6 +67,14 @@ def assert_on_backend(array, backend, dtype=None, shape=None):
         assert tuple(array.shape) == tuple(shape), f"shape {tuple(array.shape)}, expected {shape}"
 
 
+def assert_gradients_on_backend(dx, grads, backend, x_shape, params_host):
+    """``dx`` and one gradient per parameter, each float32 on ``backend`` in its input's shape."""
+    assert_on_backend(dx, backend, "float32", x_shape)
+    assert set(grads) == set(params_host)
+    for key, g in grads.items():
+        assert_on_backend(g, backend, "float32", params_host[key].shape)
+
+
 def host_copies(tree):
     """Host copies of every array of a dict / list / array, to compare after a call."""
     if isinstance(tree, dict):

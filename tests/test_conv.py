@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, assert_unchanged, f32, host_copies, tolerance
+from conftest import (
+    assert_gradients_on_backend,
+    assert_on_backend,
+    assert_unchanged,
+    f32,
+    host_copies,
+    tolerance,
+)
 
 import portnet as pn
 from portnet.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
@@ -66,10 +73,7 @@ def run_layer(backend, layer, x_h, p_h, dy_fn):
     dy_h = f32(dy_fn(tuple(y.shape)))
     dy = backend.asarray(dy_h, "float32")
     dx, grads = backprop(dy)
-    assert_on_backend(dx, backend, "float32", x_h.shape)
-    assert set(grads) == set(p_h)
-    for key, g in grads.items():
-        assert_on_backend(g, backend, "float32", p_h[key].shape)
+    assert_gradients_on_backend(dx, grads, backend, x_h.shape, p_h)
     assert_unchanged(x_before, x)
     assert_unchanged(p_before, params)
     assert_unchanged(dy_h.astype(np.float32), dy)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
+from conftest import (
+    assert_gradients_on_backend,
+    assert_on_backend,
+    assert_unchanged,
+    host_copies,
+    tolerance,
+)
 
 import portnet as pn
 from portnet.gradcheck import numerical_gradient, relative_error
@@ -122,10 +128,7 @@ def test_layer_forward_backprop(backend, name):
     assert_unchanged(p_before, params)
 
     dx, grads = backprop(dy)
-    assert_on_backend(dx, backend, "float32", x_h.shape)
-    assert set(grads) == set(p_h)
-    for key, g in grads.items():
-        assert_on_backend(g, backend, "float32", p_h[key].shape)
+    assert_gradients_on_backend(dx, grads, backend, x_h.shape, p_h)
     assert_unchanged(x_before, x)
     assert_unchanged(p_before, params)
     assert_unchanged(dy_before, dy)
