@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import sync_free
 from ._array import Tree, tree_leaves
 from .schedules import Schedule, as_schedule
 
@@ -142,13 +143,15 @@ class Optimizer:
     def _clip(self, grads: Tree) -> Tree:
         if self.clip_value is not None:
             c = float(self.clip_value)
-            grads = [{k: _xp(g).clip(g, -c, c) for k, g in layer.items()} for layer in grads]
+            grads = [
+                {k: sync_free.clip(_xp(g), g, -c, c) for k, g in layer.items()} for layer in grads
+            ]
         if self.clip_norm is not None:
             leaves = tree_leaves(grads)
             xp = _xp(leaves[0])
             total = xp.sqrt(sum(xp.sum(g * g) for g in leaves))
             # A device 0-d factor, so clipping needs no host read and no branch.
-            scale = xp.minimum(float(self.clip_norm) / (total + 1e-12), 1.0)
+            scale = sync_free.minimum(xp, float(self.clip_norm) / (total + 1e-12), 1.0)
             grads = [
                 {k: g * xp.astype(scale, g.dtype) for k, g in layer.items()} for layer in grads
             ]

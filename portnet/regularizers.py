@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .sync_free import sign
+
 
 class Regularizer:
     """``reg(xp, W) -> (penalty, grad)`` for one weight array."""
@@ -35,7 +37,7 @@ class L1(Regularizer):
     r""":math:`\lambda\lVert W\rVert_1`, gradient :math:`\lambda\,\mathrm{sign}(W)` (0 at 0)."""
 
     def __call__(self, xp, W):
-        return self.lam * xp.sum(xp.abs(W)), self.lam * xp.sign(W)
+        return self.lam * xp.sum(xp.abs(W)), self.lam * sign(xp, W)
 
 
 def get_regularizers(l1: float = 0.0, l2: float = 0.0) -> list[Regularizer]:

@@ -22,6 +22,7 @@ from .layers import Context, Layer, RandomStream
 from .losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .optim import Optimizer
 from .regularizers import Regularizer
+from .sync_free import scalar_like
 
 HISTORY_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
 
@@ -124,7 +125,7 @@ def count_correct(xp, loss: Loss, outputs, targets):
         truth = xp.reshape(targets, (-1,)) > 0.5
         return xp.sum(xp.astype(predicted == truth, outputs.dtype))
     # Regression losses have no accuracy: report NaN rather than a made-up number.
-    return xp.asarray(float("nan"), dtype=outputs.dtype, device=outputs.device)
+    return scalar_like(xp, float("nan"), outputs)
 
 
 @dataclasses.dataclass
@@ -151,14 +152,13 @@ class Trainer:
         if self.stateful:
             ctx.state_updates = {}
         outputs, backprop = self.network.forward(params, xb, ctx)
-        loss, d_outputs = self.loss(outputs, yb)
-        correct = count_correct(xp, self.loss, outputs, yb)
         # Backprop is linear in d_outputs: scaling the small (batch x classes) output
         # gradient by lr scales every parameter gradient, which saves SGD and classic
-        # momentum one pass over each parameter array.
+        # momentum one pass over each parameter array. The loss folds the factor into
+        # its own 1/N, so the scaling costs no extra kernel either.
         scale = self.optimizer.gradient_scale(lr)
-        if scale is not None:
-            d_outputs = d_outputs * scale
+        loss, d_outputs = self.loss(outputs, yb, grad_scale=1.0 if scale is None else scale)
+        correct = count_correct(xp, self.loss, outputs, yb)
         _, grads = backprop(d_outputs)
         if self.regularizers:
             grads = self._add_penalty_grads(xp, params, grads, 1.0 if scale is None else scale)

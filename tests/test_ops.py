@@ -451,6 +451,10 @@ def test_loss_value_and_gradient(backend, case):
     tol = tolerance("float32")
     np.testing.assert_allclose(float(backend.to_numpy(value)), v_ref, **tol)
     np.testing.assert_allclose(backend.to_numpy(grad), g_ref, **tol)
+    # grad_scale (the learning rate the loop folds in) scales the gradient, not the value.
+    scaled_value, scaled_grad = loss(z, t, grad_scale=0.25)
+    np.testing.assert_allclose(backend.to_numpy(scaled_value), backend.to_numpy(value))
+    np.testing.assert_allclose(backend.to_numpy(scaled_grad), 0.25 * g_ref, **tol)
 
 
 def test_sigmoid_bce_accepts_mixed_target_shapes(backend):
