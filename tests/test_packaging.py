@@ -55,7 +55,7 @@ def test_wheel_imports_from_outside_the_checkout(wheel, tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
     code = (
-        "import portnet, portnet.backends, sys;"
+        "import portnet, portnet.backends, portnet.testing, sys;"
         "assert portnet.__file__.startswith(sys.argv[1]), portnet.__file__;"
         "b = portnet.get_backend('numpy');"
         "m = portnet.Model(portnet.mlp([3, 4, 2]), backend=b);"

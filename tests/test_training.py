@@ -6,15 +6,22 @@ import io
 
 import numpy as np
 import pytest
-from conftest import synthetic_classification
+from conftest import gpu_marks, synthetic_classification
 
 import portnet as pn
+from portnet.testing import emulated_cupy
 
 AGREEMENT_CASES = [
-    pytest.param(("numpy", None), id="numpy"),
-    pytest.param(("array_api_strict", "device1"), id="strict-device1"),
-    pytest.param(("array_api_strict", "no_float64"), id="strict-nof64"),
-    pytest.param(("torch", "cpu"), id="torch-cpu"),
+    pytest.param((name, device), id=case_id, marks=gpu_marks(case_id))
+    for case_id, name, device in [
+        ("numpy", "numpy", None),
+        ("strict-device1", "array_api_strict", "device1"),
+        ("strict-nof64", "array_api_strict", "no_float64"),
+        ("torch-cpu", "torch", "cpu"),
+        ("cupy-emulated", "cupy", "cuda:0"),
+        ("cupy", "cupy", "cuda:0"),
+        ("torch-cuda", "torch", "cuda"),
+    ]
 ]
 
 
@@ -43,11 +50,15 @@ def float32_numpy():
 
 
 @pytest.mark.parametrize("case", AGREEMENT_CASES)
-def test_adam_mlp_losses_agree_across_backends(case, float32_numpy, float64_reference):
+def test_adam_mlp_losses_agree_across_backends(request, case, float32_numpy, float64_reference):
     pytest.importorskip("torch") if case[0] == "torch" else None
     if case[0] == "array_api_strict":
         pytest.importorskip("array_api_strict")
-    train, val = _adam_mlp_losses(*case)
+    if request.node.callspec.id == "cupy-emulated":
+        with emulated_cupy():
+            train, val = _adam_mlp_losses(*case)
+    else:
+        train, val = _adam_mlp_losses(*case)
     # The loss must actually fall, or agreement would prove little.
     assert train[-1] < 0.8 * train[0]
     np.testing.assert_allclose(train, float32_numpy[0], rtol=1e-4)
