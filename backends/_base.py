@@ -89,6 +89,18 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until queued device work is done (benchmarks call this before reading a clock)."""
 
+    def device_scope(self) -> contextlib.AbstractContextManager:
+        """A context in which new arrays and kernels land on this backend's device.
+
+        CuPy creates arrays and launches kernels on its *current* device, whatever
+        device an argument names (array-api-compat's CuPy ``zeros(..., device=)``
+        ignores it), so a model on ``cuda:1`` must make that device current for all
+        of its work. :class:`portnet.Model` enters this scope in every public method;
+        enter it yourself when you call layers or losses directly on ``cuda:1``.
+        Libraries whose operations follow their inputs' device need nothing here.
+        """
+        return contextlib.nullcontext()
+
     # -- shared behaviour ------------------------------------------------------
     @property
     def device_name(self) -> str:

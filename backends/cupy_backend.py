@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
+from typing import Any
+
+import numpy as np
+
 from portnet.errors import BackendError
 
 from ._base import Backend
@@ -46,6 +53,9 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.device.synchronize()
 
+    def device_scope(self):
+        return self.cupy.cuda.Device(self.device.id)
+
 
 def _parse_device(device: str | None) -> int:
     if device in (None, "", "cuda", "gpu"):
@@ -61,18 +71,86 @@ def _parse_device(device: str | None) -> int:
         ) from None
 
 
+@functools.cache
+def cupy_distributions() -> tuple[str, ...]:
+    """Names of the installed CuPy wheels (``cupy-cuda12x``, ``cupy-cuda13x``, ``cupy`` ...)."""
+    names = set()
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name == "cupy" or name.startswith(("cupy-cuda", "cupy-rocm")):
+            names.add(name)
+    return tuple(sorted(names))
+
+
+def _import_cupy():
+    import cupy
+
+    return cupy
+
+
+def _import() -> Any:
+    """Import CuPy, telling "not installed" from "installed but broken"."""
+    wheels = cupy_distributions()
+    if len(wheels) > 1:
+        raise BackendError(
+            f"Several CuPy wheels are installed together ({', '.join(wheels)}); they "
+            "overwrite each other's files, so CuPy is broken. Remove them all with "
+            f"`pip uninstall -y {' '.join(wheels)}`, then install the one for your CUDA "
+            'version: `pip install "portnet[cuda12]"` or `pip install "portnet[cuda13]"`.'
+        )
+    try:
+        return _import_cupy()
+    except ImportError as exc:
+        if not wheels and importlib.util.find_spec("cupy") is None:
+            raise BackendError(
+                f"The cupy backend needs CuPy, which is not installed. {_INSTALL_HINT}"
+            ) from None
+        error = exc
+    except Exception as exc:  # a broken CUDA install raises more than ImportError
+        error = exc
+    installed = wheels[0] if wheels else "CuPy"
+    raise BackendError(
+        f"{installed} is installed but failed to import ({type(error).__name__}: {error}). "
+        "Reinstall it for your CUDA version (see `nvidia-smi`), or choose another backend "
+        f"with --backend numpy. {_INSTALL_HINT}"
+    ) from None
+
+
+# (CuPy module, device id) pairs whose smoke test passed in this process: it compiles
+# kernels, so once is enough.
+_working_devices: set[tuple[int, int]] = set()
+
+
+def _smoke_test(cupy, device_id: int) -> None:
+    """Run an element-wise kernel and a matrix product on the device, and check them.
+
+    CuPy loads NVRTC (which compiles its element-wise kernels) and cuBLAS only when
+    first used, so a missing CUDA library would otherwise show up mid-training as
+    a raw traceback.
+    """
+    try:
+        with cupy.cuda.Device(device_id):
+            a = cupy.arange(16, dtype=cupy.float32).reshape(4, 4)
+            product = cupy.asnumpy(a @ (a * 0.5 + 1.0))
+    except Exception as exc:
+        raise BackendError(
+            f"CuPy sees cuda:{device_id} but cannot run work on it ({type(exc).__name__}: "
+            f"{exc}). Usually a CUDA library that CuPy loads at run time (NVRTC, cuBLAS) is "
+            'missing: install CuPy with them, `pip install "portnet[cuda12]"` (or cuda13; '
+            "both pull cupy-cuda1Nx[ctk]), or install the CUDA Toolkit that matches "
+            "`nvidia-smi`. Or choose another backend with --backend numpy."
+        ) from None
+    host = np.arange(16, dtype=np.float32).reshape(4, 4)
+    if not np.allclose(product, host @ (host * 0.5 + 1.0)):
+        raise BackendError(
+            f"CuPy on cuda:{device_id} computed a wrong 4x4 matrix product: the CUDA "
+            "install is broken. Reinstall CuPy and the NVIDIA driver, or use --backend numpy."
+        )
+
+
 def load(device: str | None) -> CupyBackend:
     device_id = _parse_device(device)
-    try:
-        import cupy
-    except ImportError:
-        raise BackendError(
-            f"The cupy backend needs CuPy, which is not installed. {_INSTALL_HINT}"
-        ) from None
-    except Exception as exc:  # a broken CUDA install raises more than ImportError
-        raise BackendError(
-            f"CuPy is installed but failed to import ({exc}). {_INSTALL_HINT}"
-        ) from None
+    cupy = _import()
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError when no driver is present
@@ -86,4 +164,7 @@ def load(device: str | None) -> CupyBackend:
             f"cuda:{device_id} asked for, but CuPy sees {n_devices} GPU(s); use cuda:0 to "
             f"cuda:{n_devices - 1}."
         )
+    if (id(cupy), device_id) not in _working_devices:
+        _smoke_test(cupy, device_id)
+        _working_devices.add((id(cupy), device_id))
     return CupyBackend(cupy, device_id)

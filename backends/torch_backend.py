@@ -55,14 +55,34 @@ def load(device: str | None) -> TorchBackend:
         raise BackendError(
             f"torch does not know the device {device!r} ({exc}); use cpu, cuda, cuda:N or mps."
         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise BackendError(f"portnet supports torch devices cpu, cuda and mps; got {device!r}.")
+    if dev.type == "cuda":
+        dev = _cuda_device(torch, dev, device)
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise BackendError("Device 'mps' needs Apple silicon with a PyTorch MPS build.")
+        dev = torch.device("mps", 0)  # tensors report mps:0; so must the backend
+    return TorchBackend(torch, dev)
+
+
+def _cuda_device(torch, dev, asked):
+    """``cuda`` as ``cuda:<current index>``, checked against the GPUs torch sees.
+
+    Tensors always report an index (``cuda:0``); a backend on plain ``cuda`` would
+    fail portnet's own check that arrays share the model's device.
+    """
+    if not torch.cuda.is_available():
         raise BackendError(
-            f"Device {device!r} asked for CUDA, but this PyTorch build sees no CUDA GPU "
+            f"Device {asked!r} asked for CUDA, but this PyTorch build sees no CUDA GPU "
             f"(torch {torch.__version__}). Check `nvidia-smi` and install a CUDA build of "
             "PyTorch, or use --device cpu."
         )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise BackendError("Device 'mps' needs Apple silicon with a PyTorch MPS build.")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise BackendError(f"portnet supports torch devices cpu, cuda and mps; got {device!r}.")
-    return TorchBackend(torch, dev)
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if not 0 <= index < count:
+        raise BackendError(
+            f"Device {asked!r} asked for, but torch sees {count} CUDA GPU(s): use cuda:0"
+            + (f" to cuda:{count - 1}." if count > 1 else ".")
+        )
+    return torch.device("cuda", index)

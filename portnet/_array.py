@@ -7,6 +7,7 @@ array-api-compat's ``array_namespace`` do).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,51 @@ def check_same_device(*arrays: Any) -> Any:
                 "put all data and the model on one device (backend.asarray moves host data)."
             )
     return first
+
+
+def to_host(array: Any) -> Any:
+    """A NumPy view of host data, or a NumPy copy of a device array (through its backend).
+
+    NumPy arrays, scalars, lists and tuples are returned through ``np.asarray``;
+    arrays of another library (CuPy, torch, array-api-strict) come back through
+    their backend's ``to_numpy``, the one counted device-to-host exit. Host-facing
+    functions (plots, cross-validation, gradient checks, ``set_weights``) call
+    this instead of ``np.asarray``, which a GPU array refuses.
+    """
+    import numpy as np
+
+    if isinstance(array, np.ndarray | np.generic | list | tuple | int | float | bool):
+        return np.asarray(array)
+    from .backends import backend_of
+
+    return backend_of(array).to_numpy(array)
+
+
+def on_device_of_inputs(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``function`` inside the device scope of its first array argument.
+
+    Functions that infer their namespace from arrays (metrics, PCA) create new
+    arrays too; on CuPy those land on the *current* device, so the inputs' device
+    is made current first (see ``Backend.device_scope``; a no-op elsewhere).
+    """
+
+    @functools.wraps(function)
+    def on_device(*args: Any, **kwargs: Any) -> Any:
+        first = next((a for a in (*args, *kwargs.values()) if _is_device_array(a)), None)
+        if first is None:
+            return function(*args, **kwargs)
+        from .backends import backend_of
+
+        with backend_of(first).device_scope():
+            return function(*args, **kwargs)
+
+    return on_device
+
+
+def _is_device_array(value: Any) -> bool:
+    import numpy as np
+
+    return not isinstance(value, np.ndarray) and array_api_compat.is_array_api_obj(value)
 
 
 def tree_map(fn: Callable[..., Any], *trees: Tree) -> Tree:

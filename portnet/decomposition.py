@@ -12,6 +12,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from ._array import on_device_of_inputs
 from .backends import backend_of
 from .errors import InputError
 
@@ -83,6 +84,7 @@ class PCA:
         self.method = method
 
     # -- fitting ----------------------------------------------------------------
+    @on_device_of_inputs
     def fit(self, X: Any) -> PCA:
         """Fit the principal axes of ``X`` (shape ``(N, D)``, floating dtype).
 
@@ -167,15 +169,18 @@ class PCA:
             raise InputError(f"{what} must have shape (N, {width}), got {tuple(X.shape)}")
         return xp
 
+    @on_device_of_inputs
     def transform(self, X: Any) -> Any:
         r"""Project onto the components: :math:`Z = (X - \mu) V_k^\top`, shape ``(N, k)``."""
         xp = self._fitted(X, "n_features_in_", "X")
         return xp.matmul(X - self.mean_, xp.matrix_transpose(self.components_))
 
+    @on_device_of_inputs
     def fit_transform(self, X: Any) -> Any:
         """Fit on ``X`` and return its projection."""
         return self.fit(X).transform(X)
 
+    @on_device_of_inputs
     def inverse_transform(self, Z: Any) -> Any:
         r"""Map projections back to feature space: :math:`\hat X = Z V_k + \mu`."""
         xp = self._fitted(Z, "n_components_", "Z")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._array import to_host
 from .errors import InputError
 from .layers import Context, Layer
 
@@ -120,63 +121,66 @@ def check_layer_gradients(
         ``{"x": err, "<param>": err, ...}``; for a Sequential the parameter names
         are ``"<layer index>.<param>"``.
     """
-    f64 = _require_float64(backend)
-    xp = backend.xp
-    rng = np.random.default_rng(seed)
-    initial = layer.init(rng) if params is None else params
-    # A Sequential's parameters are a list of per-layer dicts: flatten to "i.key" names.
-    nested = isinstance(initial, list)
-    flat = (
-        {f"{i}.{k}": v for i, layer_p in enumerate(initial) for k, v in layer_p.items()}
-        if nested
-        else dict(initial)
-    )
-    host_params = {k: np.array(v, dtype=np.float64) for k, v in flat.items()}
-    x_host = np.array(x, dtype=np.float64)
-    ctx = Context(xp=xp, training=training, need_input_grad=True)
-    sublayers = layer.layers if nested else [layer]
-    state = {
-        (f"{i}.{k}" if nested else k) for i, sub in enumerate(sublayers) for k in sub.state_names
-    }
-
-    def to_device(p_h):
-        if not nested:
-            return {k: backend.asarray(v, f64) for k, v in p_h.items()}
-        tree = [{} for _ in initial]
-        for name, value in p_h.items():
-            i, key = name.split(".", 1)
-            tree[int(i)][key] = backend.asarray(value, f64)
-        return tree
-
-    def run(x_h, p_h):
-        return layer.forward(to_device(p_h), backend.asarray(x_h, f64), ctx)
-
-    y, backprop = run(x_host, host_params)
-    r = rng.normal(size=tuple(y.shape))
-    dx, grads = backprop(backend.asarray(r, f64))
-    if nested:
-        grads = {f"{i}.{k}": g for i, layer_g in enumerate(grads) for k, g in layer_g.items()}
-
-    def objective(x_h, p_h):
-        return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))
-
-    errors = {
-        "x": relative_error(
-            backend.to_numpy(dx),
-            numerical_gradient(lambda v: objective(v, host_params), x_host, eps),
+    with backend.device_scope():
+        f64 = _require_float64(backend)
+        xp = backend.xp
+        rng = np.random.default_rng(seed)
+        initial = layer.init(rng) if params is None else params
+        # A Sequential's parameters are a list of per-layer dicts: flatten to "i.key" names.
+        nested = isinstance(initial, list)
+        flat = (
+            {f"{i}.{k}": v for i, layer_p in enumerate(initial) for k, v in layer_p.items()}
+            if nested
+            else dict(initial)
         )
-    }
-    for key in host_params:
-        if key in state:
-            continue
+        host_params = {k: to_host(v).astype(np.float64) for k, v in flat.items()}
+        x_host = to_host(x).astype(np.float64)
+        ctx = Context(xp=xp, training=training, need_input_grad=True)
+        sublayers = layer.layers if nested else [layer]
+        state = {
+            (f"{i}.{k}" if nested else k)
+            for i, sub in enumerate(sublayers)
+            for k in sub.state_names
+        }
 
-        def f(v, key=key):
-            return objective(x_host, {**host_params, key: v})
+        def to_device(p_h):
+            if not nested:
+                return {k: backend.asarray(v, f64) for k, v in p_h.items()}
+            tree = [{} for _ in initial]
+            for name, value in p_h.items():
+                i, key = name.split(".", 1)
+                tree[int(i)][key] = backend.asarray(value, f64)
+            return tree
 
-        errors[key] = relative_error(
-            backend.to_numpy(grads[key]), numerical_gradient(f, host_params[key], eps)
-        )
-    return errors
+        def run(x_h, p_h):
+            return layer.forward(to_device(p_h), backend.asarray(x_h, f64), ctx)
+
+        y, backprop = run(x_host, host_params)
+        r = rng.normal(size=tuple(y.shape))
+        dx, grads = backprop(backend.asarray(r, f64))
+        if nested:
+            grads = {f"{i}.{k}": g for i, layer_g in enumerate(grads) for k, g in layer_g.items()}
+
+        def objective(x_h, p_h):
+            return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))
+
+        errors = {
+            "x": relative_error(
+                backend.to_numpy(dx),
+                numerical_gradient(lambda v: objective(v, host_params), x_host, eps),
+            )
+        }
+        for key in host_params:
+            if key in state:
+                continue
+
+            def f(v, key=key):
+                return objective(x_host, {**host_params, key: v})
+
+            errors[key] = relative_error(
+                backend.to_numpy(grads[key]), numerical_gradient(f, host_params[key], eps)
+            )
+        return errors
 
 
 def gradient_check(
@@ -212,61 +216,63 @@ def gradient_check(
     from .model import Model
 
     backend = model.backend
-    _require_float64(backend)
-    weights = model.get_weights()
-    model64 = Model(
-        model.network,
-        loss=model.loss,
-        optimizer="sgd",
-        regularizers=model.regularizers,
-        backend=backend,
-        dtype="float64",
-    )
-    model64.set_weights(weights)
-    X_dev = model64._prepare_X(np.asarray(X, dtype=np.float64))
-    y_dev = model64._prepare_y(np.asarray(y), X_dev.shape[0])
-    trainer, xp = model64.trainer, backend.xp
-    n_train = model64._n_trainable()
-    host = [
-        {k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in weights[:n_train]
-    ]
-    ctx = Context(xp=xp, training=False, need_input_grad=False)
+    with backend.device_scope():
+        _require_float64(backend)
+        weights = model.get_weights()
+        model64 = Model(
+            model.network,
+            loss=model.loss,
+            optimizer="sgd",
+            regularizers=model.regularizers,
+            backend=backend,
+            dtype="float64",
+        )
+        model64.set_weights(weights)
+        X_dev = model64._prepare_X(to_host(X).astype(np.float64))
+        y_dev = model64._prepare_y(to_host(y), X_dev.shape[0])
+        trainer, xp = model64.trainer, backend.xp
+        n_train = model64._n_trainable()
+        host = [
+            {k: np.array(v, dtype=np.float64) for k, v in layer.items()}
+            for layer in weights[:n_train]
+        ]
+        ctx = Context(xp=xp, training=False, need_input_grad=False)
 
-    def objective(host_params) -> float:
-        params = model64._to_device(host_params)
-        outputs, _ = trainer.network.forward(params, X_dev, ctx)
-        loss = trainer.loss(outputs, y_dev)[0]
+        def objective(host_params) -> float:
+            params = model64._to_device(host_params)
+            outputs, _ = trainer.network.forward(params, X_dev, ctx)
+            loss = trainer.loss(outputs, y_dev)[0]
+            if trainer.regularizers:
+                loss = loss + trainer.penalty(xp, params)
+            return float(backend.to_numpy(loss))
+
+        params = model64._to_device(host)
+        outputs, backprop = trainer.network.forward(params, X_dev, ctx)
+        _, grads = backprop(trainer.loss(outputs, y_dev)[1])
         if trainer.regularizers:
-            loss = loss + trainer.penalty(xp, params)
-        return float(backend.to_numpy(loss))
+            grads = trainer._add_penalty_grads(xp, params, grads)
+        if entries is None:
+            rng = np.random.default_rng(seed)
+            entries = []
+            layers = trainer.network.layers
+            for i, layer in enumerate(host):
+                for key, value in layer.items():
+                    if key in layers[i].state_names:
+                        continue
+                    for _ in range(n_per_param):
+                        entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
+        rows = []
+        for i, key, index in entries:
+            analytic = backend.to_numpy(grads[i][key])[index]
 
-    params = model64._to_device(host)
-    outputs, backprop = trainer.network.forward(params, X_dev, ctx)
-    _, grads = backprop(trainer.loss(outputs, y_dev)[1])
-    if trainer.regularizers:
-        grads = trainer._add_penalty_grads(xp, params, grads)
-    if entries is None:
-        rng = np.random.default_rng(seed)
-        entries = []
-        layers = trainer.network.layers
-        for i, layer in enumerate(host):
-            for key, value in layer.items():
-                if key in layers[i].state_names:
-                    continue
-                for _ in range(n_per_param):
-                    entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
-    rows = []
-    for i, key, index in entries:
-        analytic = backend.to_numpy(grads[i][key])[index]
+            def f(v, i=i, key=key):
+                return objective(
+                    [{**layer, key: v} if j == i else layer for j, layer in enumerate(host)]
+                )
 
-        def f(v, i=i, key=key):
-            return objective(
-                [{**layer, key: v} if j == i else layer for j, layer in enumerate(host)]
-            )
-
-        numeric = numerical_gradient(f, host[i][key], eps, indices=[index])[index]
-        rows.append(GradientCheckRow(i, key, tuple(index), float(analytic), float(numeric)))
-    return rows
+            numeric = numerical_gradient(f, host[i][key], eps, indices=[index])[index]
+            rows.append(GradientCheckRow(i, key, tuple(index), float(analytic), float(numeric)))
+        return rows
 
 
 def format_gradient_table(

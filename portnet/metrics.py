@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._array import namespace_of
+from ._array import namespace_of, on_device_of_inputs
 
 
+@on_device_of_inputs
 def accuracy(y_true: Any, y_pred: Any) -> Any:
     r"""Fraction of equal labels, :math:`\frac1N \sum_n [y_n = \hat y_n]`, as a 0-d float array."""
     xp = namespace_of(y_true, y_pred)
@@ -19,6 +20,7 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     return xp.mean(xp.astype(y_true == xp.astype(y_pred, y_true.dtype), xp.float32))
 
 
+@on_device_of_inputs
 def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int) -> Any:
     r"""``C[i, j]`` = number of samples of true class ``i`` predicted as class ``j``.
 
@@ -34,6 +36,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int) -> Any:
     return xp.astype(xp.round(xp.matmul(xp.matrix_transpose(t), p)), xp.int64)
 
 
+@on_device_of_inputs
 def precision_recall_f1(
     cm: Any, average: str | None = "macro", positive: int = 1
 ) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._array import Tree, namespace_of
+from ._array import Tree, namespace_of, to_host
 from .backends import Backend, get_backend
 from .errors import DeviceMismatchError, InputError
 from .layers import Context, Layer, Sequential
@@ -17,6 +18,21 @@ from .optim import Optimizer, get_optimizer
 from .regularizers import Regularizer, get_regularizers
 from .train import Callback, History, ProgressLogger, Trainer, fit_loop
 from .validation import as_host, check_feature_shape, check_features, check_targets
+
+
+def _on_device(method: Callable) -> Callable:
+    """Run a Model method inside its backend's :meth:`~Backend.device_scope`.
+
+    CuPy creates arrays on its current device; entering the model's device here
+    keeps every array of a model on ``cuda:1`` on ``cuda:1``.
+    """
+
+    @functools.wraps(method)
+    def on_device(self: Model, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.device_scope():
+            return method(self, *args, **kwargs)
+
+    return on_device
 
 
 class Model:
@@ -95,10 +111,11 @@ class Model:
             raise ValueError("the model has no layer before its output activation")
         self.trainer = Trainer(Sequential(train_layers), self.loss, optimizer, self.regularizers)
         host = self.network.init(np.random.default_rng(self.seed))
-        self.params: Tree = self._to_device(host)
-        self._opt_state = self.optimizer.init(
-            self._trainable_params(), self._decay_mask(), self._frozen_mask()
-        )
+        with self.backend.device_scope():
+            self.params: Tree = self._to_device(host)
+            self._opt_state = self.optimizer.init(
+                self._trainable_params(), self._decay_mask(), self._frozen_mask()
+            )
         self._epochs_done = 0
         self.stop_training = False
 
@@ -125,12 +142,15 @@ class Model:
     def n_out(self) -> int | None:
         return self.network.n_out
 
-    def _to_device(self, host: list[dict[str, np.ndarray]]) -> Tree:
+    def _to_device(self, weights: list[dict[str, Any]]) -> Tree:
         # Copy first: on NumPy and torch-cpu, asarray may share the caller's memory,
         # and in-place optimizer steps must never write into the user's arrays.
         return [
-            {k: self.backend.asarray(np.array(v, copy=True), self.dtype) for k, v in layer.items()}
-            for layer in host
+            {
+                k: self.backend.asarray(np.array(to_host(v), copy=True), self.dtype)
+                for k, v in layer.items()
+            }
+            for layer in weights
         ]
 
     def _n_trainable(self) -> int:
@@ -148,12 +168,17 @@ class Model:
     def _frozen_mask(self):
         return [layer.state_names for layer in self.trainer.network.layers]
 
+    @_on_device
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """The parameters as NumPy arrays (one dict per layer)."""
         return [{k: self.backend.to_numpy(v) for k, v in layer.items()} for layer in self.params]
 
-    def set_weights(self, weights: list[dict[str, np.ndarray]]) -> None:
-        """Replace the parameters with host arrays of the same structure and shapes."""
+    @_on_device
+    def set_weights(self, weights: list[dict[str, Any]]) -> None:
+        """Replace the parameters with arrays of the same structure and shapes.
+
+        The arrays may be NumPy arrays or arrays of any backend (they are copied).
+        """
         if len(weights) != len(self.params):
             raise ValueError(f"expected weights for {len(self.params)} layers, got {len(weights)}")
         for i, (old, new) in enumerate(zip(self.params, weights, strict=True)):
@@ -218,6 +243,7 @@ class Model:
             ) from None
 
     # -- training -------------------------------------------------------------
+    @_on_device
     def fit(
         self,
         X: Any,
@@ -322,6 +348,7 @@ class Model:
         ]
         return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
 
+    @_on_device
     def predict_proba(self, X: Any):
         """Class probabilities (softmax / sigmoid of the logits), as a device array."""
         outputs = self._outputs(X)
@@ -334,6 +361,7 @@ class Model:
             return softmax(xp, outputs)
         return stable_sigmoid(xp, outputs)
 
+    @_on_device
     def predict(self, X: Any):
         """Predicted class labels (int64 device array); raw outputs for regression losses."""
         outputs = self._outputs(X)
@@ -344,6 +372,7 @@ class Model:
             return xp.astype(xp.reshape(outputs > 0, (-1,)), xp.int64)
         return outputs
 
+    @_on_device
     def evaluate(self, X: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
         """Mean loss and accuracy on a dataset, as Python floats (one host read)."""
         X_dev = self._prepare_X(X)
@@ -356,6 +385,7 @@ class Model:
         return {"loss": float(values[0]) / n, "accuracy": float(values[1]) / n}
 
     # -- persistence ----------------------------------------------------------
+    @_on_device
     def save(self, path) -> None:
         """Write the architecture and weights to ``path`` (``.npz``, no pickle, atomic)."""
         from .io import save_model

@@ -10,6 +10,7 @@ from conftest import assert_on_backend
 
 import portnet as pn
 from portnet.errors import BackendError, DeviceMismatchError
+from portnet.testing import emulated_cupy
 
 
 def test_default_is_numpy_and_env_is_read_at_call_time(monkeypatch):
@@ -117,3 +118,101 @@ def test_inplace_backends_say_so(case):
         pytest.importorskip("torch")
     assert pn.get_backend(case).inplace
     assert not pn.get_backend("array_api_strict").inplace
+
+
+def test_cupy_installed_but_broken_quotes_the_original_error(monkeypatch):
+    from portnet.backends import cupy_backend
+
+    def broken():
+        raise ImportError("libcudart.so.12: cannot open shared object file")
+
+    monkeypatch.setattr(cupy_backend, "_import_cupy", broken)
+    monkeypatch.setattr(cupy_backend, "cupy_distributions", lambda: ("cupy-cuda12x",))
+    with pytest.raises(BackendError) as info:
+        pn.get_backend("cupy")
+    message = str(info.value)
+    assert "cupy-cuda12x is installed but failed to import" in message
+    assert "libcudart.so.12: cannot open shared object file" in message
+    assert "not installed" not in message
+
+
+def test_two_cupy_wheels_are_named_with_the_fix(monkeypatch):
+    from portnet.backends import cupy_backend
+
+    wheels = ("cupy-cuda12x", "cupy-cuda13x")
+    monkeypatch.setattr(cupy_backend, "cupy_distributions", lambda: wheels)
+    with pytest.raises(BackendError) as info:
+        pn.get_backend("cupy")
+    assert "pip uninstall -y cupy-cuda12x cupy-cuda13x" in str(info.value)
+
+
+def test_missing_cuda_libraries_fail_at_load_not_mid_training(monkeypatch):
+    from portnet.backends import cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "_working_devices", set())
+    with emulated_cupy() as cupy:
+        cupy.break_kernels(RuntimeError("CuPy failed to load libnvrtc.so.12"))
+        with pytest.raises(BackendError) as info:
+            pn.get_backend("cupy", "cuda:0")
+        cupy.break_kernels(None)
+        assert pn.get_backend("cupy", "cuda:0").device_name == "cuda:0"
+    message = str(info.value)
+    assert "libnvrtc.so.12" in message and "NVRTC" in message
+    assert 'pip install "portnet[cuda12]"' in message
+
+
+def test_cupy_device_beyond_the_gpus_is_refused():
+    with emulated_cupy(n_devices=2), pytest.raises(BackendError, match="sees 2 GPU"):
+        pn.get_backend("cupy", "cuda:2")
+
+
+def _fake_cuda(monkeypatch, count, current):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    return torch
+
+
+def test_torch_cuda_names_the_current_index(monkeypatch):
+    torch = _fake_cuda(monkeypatch, count=2, current=1)
+    backend = pn.get_backend("torch", "cuda")
+    # Tensors always report an index; the backend's device must equal theirs.
+    assert backend.device == torch.device("cuda", 1) and backend.device_name == "cuda:1"
+    assert pn.get_backend("torch", "cuda:0").device_name == "cuda:0"
+
+
+def test_torch_cuda_index_beyond_the_gpus_is_refused(monkeypatch):
+    _fake_cuda(monkeypatch, count=2, current=0)
+    with pytest.raises(BackendError, match="sees 2 CUDA GPU"):
+        pn.get_backend("torch", "cuda:2")
+
+
+def test_a_model_on_cuda_1_keeps_all_its_work_on_cuda_1(tmp_path):
+    """The emulated CuPy refuses any operation whose arrays are not on the current
+    device, as CuPy does without peer access; every Model method must enter cuda:1."""
+    from conftest import synthetic_classification
+
+    X, y = synthetic_classification(n=120, n_features=20, n_classes=3)
+    with emulated_cupy(n_devices=2):
+        backend = pn.get_backend("cupy", "cuda:1")
+        model = pn.Model(
+            pn.mlp([20, 16, 3], "relu", dropout=0.2),
+            optimizer=pn.Adam(1e-2, clip_norm=5.0),
+            l1=1e-4,
+            backend=backend,
+        )
+        X_dev, y_dev = backend.asarray(X), backend.asarray(y)
+        model.fit(X_dev, y_dev, epochs=2, batch_size=32, validation_split=0.25, verbose=0)
+        result = model.evaluate(X_dev, y_dev)
+        predicted = model.predict(X_dev)
+        proba = model.predict_proba(X_dev)
+        for array in [predicted, proba, *(v for layer in model.params for v in layer.values())]:
+            assert array.device.id == 1
+        cm = pn.confusion_matrix(y_dev, predicted, 3)
+        assert cm.device.id == 1
+        model.save(tmp_path / "model.npz")
+        again = pn.Model.load(tmp_path / "model.npz", backend=backend)
+        again.set_weights(model.params)  # device arrays are accepted
+        assert again.evaluate(X_dev, y_dev) == result
+    assert 0.0 <= result["accuracy"] <= 1.0
