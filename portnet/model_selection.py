@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._array import to_host
 from .data import kfold_indices
 from .errors import InputError
 
@@ -121,7 +122,8 @@ def cross_validate(
     """
     import time
 
-    X, y = np.asarray(X), np.asarray(y)
+    # Folds index on the host; Model.fit moves each fold's subsets to the device once.
+    X, y = to_host(X), to_host(y)
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise InputError(f"cross_validate expects X (N, D) and y (N,), got {X.shape} and {y.shape}")
     fit_kwargs = dict(fit_kwargs or {})

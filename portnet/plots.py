@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._array import to_host
 from .io import atomic_write_bytes
 
 
@@ -72,9 +73,12 @@ def plot_curves(
 def plot_confusion(
     cm: np.ndarray, class_names: Sequence[str], path, title: str = "Confusion matrix (test set)"
 ) -> Path:
-    """Confusion matrix with counts in each cell, rows = true class, columns = predicted."""
+    """Confusion matrix with counts in each cell, rows = true class, columns = predicted.
+
+    ``cm`` may live on any backend (:func:`portnet.confusion_matrix` returns a device array).
+    """
     plt = pyplot()
-    cm = np.asarray(cm)
+    cm = to_host(cm)
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.0 + 0.62 * k, 0.6 + 0.55 * k))
     image = ax.imshow(cm, cmap="Blues")
@@ -132,10 +136,14 @@ def plot_misclassified(
     path,
     n: int = 32,
 ) -> Path:
-    """The first ``n`` misclassified test images, captioned "true -> predicted"."""
-    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:n]
+    """The first ``n`` misclassified test images, captioned "true -> predicted".
+
+    The arrays may live on any backend (``Model.predict`` returns device arrays).
+    """
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    wrong = np.flatnonzero(y_true != y_pred)[:n]
     captions = [f"{class_names[y_true[i]]}\n→ {class_names[y_pred[i]]}" for i in wrong]
-    shown = np.asarray(images)[wrong]
+    shown = to_host(images)[wrong]
     if shown.ndim == 2:  # flattened square images
         side = int(round(np.sqrt(shown.shape[1])))
         shown = shown.reshape(len(shown), side, side)
