@@ -1,55 +1,63 @@
 """Counters that predict GPU speed on a machine without a GPU.
 
 A small MLP on a GPU is bound by kernel launches and host synchronisations, not
-by FLOPs. So the benchmark counts, per portnet implementation, the host
-transfers of one epoch (``portnet.count_transfers``) and the array operations of
-one training step. Operations are counted at PyTorch's dispatcher (every aten op
-a tensor program runs, including autograd's backward ops), on portnet's torch
-backend and on native PyTorch, so both are counted by the same ruler.
+by FLOPs. So the benchmark counts, per implementation, the host transfers of one
+epoch (``portnet.count_transfers``) and the operations of one training step, each
+on the implementation's own path:
+
+* torch-based implementations (portnet on torch tensors, native PyTorch) at
+  PyTorch's dispatcher, on their own device (CPU, or CUDA where present);
+* ``portnet-cupy`` on the emulated CuPy (``portnet.testing.emulated_cupy``):
+  array-api-compat's real CuPy wrappers over NumPy, one kernel per operation that
+  computes; it needs no GPU, so the count is there even where the timing is not;
+* ``portnet-array_api_strict``, which has no dispatcher of its own: its portable
+  (rebinding) optimizer path counted at torch-cpu's dispatcher.
+
+NumPy has no dispatcher to count at; ``portnet-numpy`` runs the same layer code
+as ``portnet-cupy``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import portnet as pn
+from portnet.testing import count_torch_ops, emulated_cupy
 
 from .implementations import BenchData, Implementation, TorchNative, build_portnet_model
 from .workloads import CNNWorkload, Workload
 
-# Dispatcher entries that launch no kernel: profiler markers around optimizer.step.
-_BOOKKEEPING = ("_record_function_enter", "_record_function_exit")
-
 
 @dataclasses.dataclass
 class OpCount:
-    """Aten operations seen during one training step.
+    """Operations seen during one training step.
 
     Attributes
     ----------
     total : int
-        Every dispatched op, views included.
+        Every operation, views included.
     kernels : int
-        Ops that compute or allocate (a GPU kernel launch each): ``total`` minus
-        views and profiler markers.
+        Operations that compute or allocate (a GPU kernel launch each): ``total``
+        minus views and profiler markers.
     syncs : int
-        Host reads of device values (``_local_scalar_dense``, ``item``), each a GPU sync.
+        Host reads of device values (``_local_scalar_dense``, ``nonzero``), each a GPU
+        sync. On the emulated CuPy a sync raises, so a count there is always 0.
     scalar_uploads : int
-        Python scalars turned into device tensors (``lift_fresh``, e.g. array-api-compat
-        wrapping the ``0.0`` of ``maximum(x, 0.0)`` with ``torch.asarray``). On CUDA each
-        is a host-to-device copy from pageable memory, which PyTorch makes blocking; on
-        the CPU it is only an allocation. ``portnet.count_transfers`` does not see them.
+        Host data copied to the device inside the step (``lift_fresh`` at torch's
+        dispatcher, ``asarray`` of host data on the emulated CuPy). On CUDA each is a
+        blocking host-to-device copy that ``portnet.count_transfers`` does not see.
     ops : dict
         Op name (overload included when not ``default``) to count, most frequent first.
     metric_ops : int
         How many of ``total`` come from the accuracy count (``portnet.train.count_correct``
         or its native torch equivalent), not from training itself.
     counted_on : str
-        Which backend and optimizer path ran the counted step.
+        Which instrument, backend and optimizer path ran the counted step.
     """
 
     total: int
@@ -64,106 +72,107 @@ class OpCount:
         return dataclasses.asdict(self)
 
 
-def _op_counter_class():
-    # Imported lazily: the module must load (and portnet-numpy run) without torch.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class DispatchCounter(TorchDispatchMode):
-        """Counts each aten op that passes through the dispatcher while active."""
-
-        def __init__(self):
-            super().__init__()
-            self.counts: Counter[str] = Counter()
-            self.views = 0
-            self.bookkeeping = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.__name__.removesuffix(".default")
-            self.counts[name] += 1
-            if func.is_view:
-                self.views += 1
-            elif name.startswith(_BOOKKEEPING):
-                self.bookkeeping += 1
-            return func(*args, **(kwargs or {}))
-
-    return DispatchCounter
-
-
-def _summarise(counter, counted_on: str, metric_ops: int = 0) -> OpCount:
-    total = sum(counter.counts.values())
-    syncs = sum(c for name, c in counter.counts.items() if name.startswith("_local_scalar_dense"))
-    return OpCount(
-        total=total,
-        kernels=total - counter.views - counter.bookkeeping,
-        syncs=syncs,
-        scalar_uploads=counter.counts.get("lift_fresh", 0),
-        ops=dict(counter.counts.most_common()),
-        metric_ops=metric_ops,
-        counted_on=counted_on,
-    )
-
-
 def _first_batch(data: BenchData, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     m = min(batch_size, data.n)
     return data.X[:m], data.y[:m]
 
 
-def count_portnet_step(
+def _portnet_step(
     workload: Workload | CNNWorkload,
     batch_size: int,
     data: BenchData,
     seed: int,
-    inplace: bool = True,
-) -> OpCount:
-    """Aten ops of one ``Trainer.step`` on portnet's torch-cpu backend.
-
-    Parameters
-    ----------
-    workload, batch_size, data, seed
-        As for the timed implementations; the step runs on the first batch.
-    inplace : bool
-        The optimizer path: ``True`` is what NumPy, CuPy and torch run, ``False``
-        the portable path array-api-strict runs.
-
-    Returns
-    -------
-    OpCount
-        The step as ``Trainer.run_epoch`` calls it: forward, loss, accuracy count,
-        backprop and update (the batch gather and loss accumulation of ``run_epoch``
-        are outside the step and not counted).
-    """
+    backend: Any,
+    inplace: bool | None,
+) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """``(step, metric)``: one ``Trainer.step`` as ``run_epoch`` calls it (after one
+    untimed step, so lazily built state is not counted) and the accuracy count alone."""
     from portnet.train import count_correct
 
-    backend = pn.get_backend("torch", "cpu")
     model = build_portnet_model(workload, backend, seed, inplace=inplace)
     trainer, xp = model.trainer, backend.xp
     xb_host, yb_host = _first_batch(data, batch_size)
-    xb, yb = backend.asarray(xb_host, "float32"), backend.asarray(yb_host, "int64")
-    ctx = pn.Context(
-        xp=xp, training=True, random=pn.RandomStream(backend, seed), need_input_grad=False
+    with backend.device_scope():
+        xb, yb = backend.asarray(xb_host, "float32"), backend.asarray(yb_host, "int64")
+        # The context run_epoch makes: its layers take the in-place path where the
+        # optimizer does.
+        ctx = pn.Context(
+            xp=xp,
+            training=True,
+            random=pn.RandomStream(backend, seed),
+            need_input_grad=False,
+            check_inputs=False,
+            inplace=bool(model.optimizer.inplace),
+        )
+        # The Model's optimizer state knows the frozen entries (BatchNorm statistics).
+        params, state = model.params, model.optimizer_state
+        lr = model.optimizer.lr_at(0)
+        params, state, *_ = trainer.step(params, state, xb, yb, lr, ctx)
+        outputs, _ = trainer.network.forward(params, xb, ctx)
+
+    def step() -> Any:
+        with backend.device_scope():
+            return trainer.step(params, state, xb, yb, lr, ctx)
+
+    def metric() -> Any:
+        with backend.device_scope():
+            return count_correct(xp, trainer.loss, outputs, yb)
+
+    return step, metric
+
+
+def _torch_count(run: Callable[[], Any], metric: Callable[[], Any], counted_on: str) -> OpCount:
+    with count_torch_ops() as count:
+        run()
+    with count_torch_ops() as metric_count:
+        metric()
+    return OpCount(
+        total=count.total,
+        kernels=count.kernels,
+        syncs=count.syncs,
+        scalar_uploads=count.scalar_uploads,
+        ops=dict(count.ops.most_common()),
+        metric_ops=metric_count.total,
+        counted_on=counted_on,
     )
-    # The Model's optimizer state knows the frozen entries (BatchNorm running statistics).
-    params, state = model.params, model.optimizer_state
-    lr = model.optimizer.lr_at(0)
-    # One step first, so lazily created state (none today) is not counted as per-step work.
-    params, state, *_ = trainer.step(params, state, xb, yb, lr, ctx)
-    counter = _op_counter_class()()
-    with counter:
-        trainer.step(params, state, xb, yb, lr, ctx)
-    outputs, _ = trainer.network.forward(params, xb, ctx)
-    metric = _op_counter_class()()
-    with metric:
-        count_correct(xp, trainer.loss, outputs, yb)
+
+
+def count_portnet_torch(
+    workload, batch_size: int, data: BenchData, seed: int, device: str = "cpu", inplace=True
+) -> OpCount:
+    """Aten ops of one ``Trainer.step`` on portnet's torch backend on ``device``.
+
+    ``inplace=False`` counts the portable (rebinding) path that array-api-strict runs.
+    """
+    backend = pn.get_backend("torch", device)
+    step, metric = _portnet_step(workload, batch_size, data, seed, backend, inplace)
     path = "in-place" if inplace else "portable (rebinding)"
-    return _summarise(
-        counter,
-        f"portnet torch-cpu backend, {path} optimizer path",
-        metric_ops=sum(metric.counts.values()),
+    return _torch_count(step, metric, f"torch dispatcher, portnet torch-{device}, {path} path")
+
+
+def count_portnet_emulated_cupy(workload, batch_size: int, data: BenchData, seed: int) -> OpCount:
+    """Kernels of one ``Trainer.step`` on portnet's cupy backend over the emulated CuPy."""
+    with emulated_cupy() as cupy:
+        step, metric = _portnet_step(workload, batch_size, data, seed, pn.get_backend("cupy"), None)
+        cupy.reset_counts()
+        step()
+        counts = cupy.reset_counts()
+        metric()
+        metric_counts = cupy.reset_counts()
+    ops = Counter(counts.kernels) + Counter(counts.views)
+    return OpCount(
+        total=sum(ops.values()),
+        kernels=counts.n_kernels,
+        syncs=0,  # a sync raises HostSyncError on the emulated CuPy
+        scalar_uploads=counts.uploads,
+        ops=dict(ops.most_common()),
+        metric_ops=metric_counts.n_kernels + sum(metric_counts.views.values()),
+        counted_on="emulated CuPy (array-api-compat's CuPy wrappers over NumPy), in-place path",
     )
 
 
-def count_torch_step(
-    workload: Workload | CNNWorkload, batch_size: int, data: BenchData, seed: int
+def count_torch_native(
+    workload, batch_size: int, data: BenchData, seed: int, device: str = "cpu"
 ) -> OpCount:
     """Aten ops of native PyTorch's step: forward, loss, zero_grad, backward, optimizer.step.
 
@@ -173,22 +182,48 @@ def count_torch_step(
     """
     import torch
 
-    impl = TorchNative(workload, batch_size, data, seed)
+    impl = TorchNative(workload, batch_size, data, seed, device=device)
     xb_host, yb_host = _first_batch(data, batch_size)
-    xb, yb = torch.from_numpy(xb_host), torch.from_numpy(yb_host)
+    xb, yb = torch.from_numpy(xb_host).to(impl.device), torch.from_numpy(yb_host).to(impl.device)
     # The first step creates the momentum buffers; count a steady-state step.
-    impl.train_step(xb, yb)
-    counter = _op_counter_class()()
-    with counter:
-        out, _ = impl.train_step(xb, yb)
-    metric = _op_counter_class()()
-    with metric, torch.no_grad():
-        (out.argmax(dim=1) == yb).sum()
-    return _summarise(
-        counter,
-        "native torch (nn.Sequential, optim.SGD momentum, zero_grad set_to_none)",
-        metric_ops=sum(metric.counts.values()),
+    out, _ = impl.train_step(xb, yb)
+
+    def metric():
+        with torch.no_grad():
+            return (out.argmax(dim=1) == yb).sum()
+
+    return _torch_count(
+        lambda: impl.train_step(xb, yb),
+        metric,
+        f"torch dispatcher, native torch on {device} (nn.Sequential, optim.SGD momentum, "
+        "zero_grad set_to_none)",
     )
+
+
+# Implementation name -> how its step is counted (workload, batch size, data, seed).
+COUNTERS: dict[str, Callable[..., OpCount]] = {
+    "portnet-torch": count_portnet_torch,
+    "portnet-torch-cuda": lambda *a: count_portnet_torch(*a, device="cuda"),
+    "portnet-array_api_strict": lambda *a: count_portnet_torch(*a, inplace=False),
+    "portnet-cupy": count_portnet_emulated_cupy,
+    "torch": count_torch_native,
+    "torch-cuda": lambda *a: count_torch_native(*a, device="cuda"),
+}
+
+
+def counter_unavailable(name: str) -> str | None:
+    """Why the step of implementation ``name`` cannot be counted here (None if it can)."""
+    if name not in COUNTERS:
+        return "no operation counter for this implementation"
+    if name == "portnet-cupy":
+        return None  # the emulated CuPy needs neither a GPU nor PyTorch
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is needed to count at its dispatcher"
+    if name.endswith("cuda") and not torch.cuda.is_available():
+        return "no CUDA GPU visible to PyTorch"
+    return None
 
 
 def transfers_of_epoch(impl: Implementation) -> dict[str, int]:

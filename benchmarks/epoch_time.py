@@ -27,7 +27,7 @@ import numpy as np
 import portnet as pn
 
 from . import counters, report
-from .implementations import IMPLEMENTATIONS, BenchData, Implementation, PortnetStrict
+from .implementations import IMPLEMENTATIONS, BenchData, Implementation
 from .machine import machine_info
 from .workloads import WORKLOADS, CNNWorkload, Workload
 
@@ -81,7 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "comma-separated subset of "
             + ", ".join(IMPLEMENTATIONS)
-            + " (default: all; unavailable ones are listed as skipped with the reason)"
+            + " (default: all of --device's; unavailable ones are listed as skipped with "
+            "the reason)"
+        ),
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="all",
+        help=(
+            "which implementations run by default: cpu (NumPy, torch on the CPU, "
+            "scikit-learn ...), cuda (portnet-cupy, portnet-torch-cuda and native "
+            "torch-cuda, on an NVIDIA GPU) or all (default; without a GPU the cuda ones are "
+            "listed as skipped). Ratios to torch divide by the torch run on the same device"
         ),
     )
     parser.add_argument(
@@ -156,7 +168,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_sizes = [int(b) for b in _comma_list(args.batch_size or "128")]
     except ValueError:
         parser.error(f"--batch-size takes integers like 128,512, got {args.batch_size!r}")
-    impls = _comma_list(args.implementations) if args.implementations else list(IMPLEMENTATIONS)
+    impls = (
+        _comma_list(args.implementations)
+        if args.implementations
+        else [
+            name for name, cls in IMPLEMENTATIONS.items() if args.device in ("all", cls.device_kind)
+        ]
+    )
     unknown = [n for n in impls if n not in IMPLEMENTATIONS]
     if unknown:
         parser.error(
@@ -296,51 +314,52 @@ def run_group(
             times = entry["times_s"]
             entry.update(median_s=statistics.median(times), min_s=min(times), max_s=max(times))
             entry["cpu_median_s"] = statistics.median(entry["cpu_times_s"])
-    for ref, key in (("torch", "ratio_to_torch"), ("gemm-only", "ratio_to_gemm_only")):
-        base = entries.get(ref)
-        if base and base["status"] == "ok":
-            for entry in entries.values():
-                if entry["status"] == "ok":
-                    entry[key] = entry["median_s"] / base["median_s"]
+    add_ratios(entries)
     impls.clear()
     gc.collect()
     return list(entries.values())
 
 
+def add_ratios(entries: dict[str, dict[str, Any]]) -> None:
+    """Median ratios: to the torch run on the same kind of device, and (CPU only) to the
+    matrix-product floor."""
+    for entry in entries.values():
+        if entry["status"] != "ok":
+            continue
+        kind = IMPLEMENTATIONS[entry["implementation"]].device_kind
+        baselines = {"ratio_to_torch": "torch" if kind == "cpu" else "torch-cuda"}
+        if kind == "cpu":
+            baselines["ratio_to_gemm_only"] = "gemm-only"
+        for key, ref in baselines.items():
+            base = entries.get(ref)
+            if base and base["status"] == "ok":
+                entry[key] = entry["median_s"] / base["median_s"]
+
+
 def count_ops(
     workload: Workload | CNNWorkload, batch_size: int, data: BenchData, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    """Op counts per step for portnet's two optimizer paths and native torch (needs torch)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return []
-    counts = [
-        ("portnet, in-place path (numpy, torch, cupy)", True),
-        ("portnet, portable path (array_api_strict)", False),
-    ]
+    """Op counts of one training step, for each implementation that has a counter,
+    measured on its own path (see :mod:`benchmarks.counters`)."""
     out = []
-    for label, inplace in counts:
-        c = counters.count_portnet_step(workload, batch_size, data, args.seed, inplace=inplace)
-        out.append({"workload": workload.name, "label": label, "inplace": inplace, **c.to_dict()})
-    c = counters.count_torch_step(workload, batch_size, data, args.seed)
-    out.append({"workload": workload.name, "label": "native torch", "inplace": None, **c.to_dict()})
+    for name in args.implementation_names:
+        if counters.counter_unavailable(name):
+            continue
+        c = counters.COUNTERS[name](workload, batch_size, data, args.seed)
+        out.append({"workload": workload.name, "implementation": name, **c.to_dict()})
     return out
 
 
 def attach_op_counts(entries: list[dict[str, Any]], op_counts: list[dict[str, Any]]) -> None:
-    """Give each portnet entry the count of the optimizer path its backend runs, torch its own."""
+    """Give each entry the op count of its own implementation's step, where one was made."""
     for entry in entries:
-        name = entry["implementation"]
-        if name == "torch":
-            label = "native torch"
-        elif name.startswith("portnet-"):
-            portable = name == PortnetStrict.name
-            label = next((c["label"] for c in op_counts if c["inplace"] is (not portable)), None)
-        else:
-            continue
         count = next(
-            (c for c in op_counts if c["workload"] == entry["workload"] and c["label"] == label),
+            (
+                c
+                for c in op_counts
+                if c["workload"] == entry["workload"]
+                and c["implementation"] == entry["implementation"]
+            ),
             None,
         )
         if count is not None:
@@ -395,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "warmup_epochs": 1,
             "implementations": args.implementation_names,
+            "device": args.device,
             "quick": args.quick,
             "seed": args.seed,
             "threads": args.threads,

@@ -51,6 +51,9 @@ class Implementation:
     name = ""
     note = ""
     backend = None
+    #: "cpu" or "cuda": which device the implementation trains on. Ratios to torch
+    #: are taken against the torch run on the same kind of device.
+    device_kind = "cpu"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -176,16 +179,24 @@ class PortnetStrict(PortnetImplementation):
 
 class PortnetCupy(PortnetImplementation):
     name, backend_name, device = "portnet-cupy", "cupy", "cuda:0"
+    device_kind = "cuda"
+
+
+class PortnetTorchCuda(PortnetImplementation):
+    name, backend_name, device = "portnet-torch-cuda", "torch", "cuda"
+    device_kind = "cuda"
 
 
 # -- native PyTorch ------------------------------------------------------------------
 
 
-def _torch_unavailable() -> str | None:
+def _torch_unavailable(device: str = "cpu") -> str | None:
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         return "PyTorch is not installed (pip install torch)"
+    if device == "cuda" and not torch.cuda.is_available():
+        return f"this PyTorch build ({torch.__version__}) sees no CUDA GPU"
     return None
 
 
@@ -305,21 +316,25 @@ class TorchNative(Implementation):
         "cnn: nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Linear, nn.Dropout (its own masks)"
     )
 
+    torch_device = "cpu"
+
     @classmethod
     def unavailable_reason(cls):
-        return _torch_unavailable()
+        return _torch_unavailable(cls.torch_device)
 
-    def __init__(self, workload, batch_size, data, seed):
+    def __init__(self, workload, batch_size, data, seed, device: str | None = None):
         import torch
 
         self.torch = torch
-        self.net = build_torch_network(workload, seed)
+        self.device = torch.device(device or self.torch_device)
+        self.net = build_torch_network(workload, seed).to(self.device)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM)
-        # from_numpy shares the host arrays: the data is pre-loaded, not copied per epoch.
-        self.X = torch.from_numpy(data.X)
-        self.y = torch.from_numpy(data.y)
+        # Pre-loaded once (from_numpy shares the host arrays on the CPU), not per epoch.
+        self.X = torch.from_numpy(data.X).to(self.device)
+        self.y = torch.from_numpy(data.y).to(self.device)
         self.batch_size = batch_size
         self.n = data.n
+        # The permutation is drawn on the host and moved once per epoch, as portnet does.
         self.generator = torch.Generator().manual_seed(seed)
 
     def train_step(self, xb, yb):
@@ -333,9 +348,9 @@ class TorchNative(Implementation):
 
     def run_epoch(self):
         torch = self.torch
-        perm = torch.randperm(self.n, generator=self.generator)
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.int64)
+        perm = torch.randperm(self.n, generator=self.generator).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, self.n, self.batch_size):
             idx = perm[start : start + self.batch_size]
             xb, yb = self.X[idx], self.y[idx]
@@ -344,6 +359,19 @@ class TorchNative(Implementation):
                 loss_sum += loss * idx.shape[0]
                 correct += (out.argmax(dim=1) == yb).sum()
         return loss_sum.item() / self.n
+
+    def synchronize(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+
+class TorchNativeCuda(TorchNative):
+    """The same eager PyTorch on a CUDA GPU: the baseline of the GPU implementations."""
+
+    name = "torch-cuda"
+    note = "eager nn.Sequential + optim.SGD(momentum=0.9) on cuda; data resident on the GPU"
+    torch_device = "cuda"
+    device_kind = "cuda"
 
 
 # -- scikit-learn --------------------------------------------------------------------
@@ -551,7 +579,9 @@ IMPLEMENTATIONS: dict[str, type[Implementation]] = {
         PortnetTorch,
         PortnetStrict,
         PortnetCupy,
+        PortnetTorchCuda,
         TorchNative,
+        TorchNativeCuda,
         SklearnMLP,
         NumpyNaive,
         NumpyCareful,

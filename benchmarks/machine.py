@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,61 @@ def _scheduling() -> dict[str, Any]:
     return info
 
 
+def _nvidia_smi() -> list[dict[str, Any]]:
+    try:
+        proc = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=index,name,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    gpus = []
+    for line in proc.stdout.strip().splitlines() if proc.returncode == 0 else []:
+        index, name, driver, memory = (part.strip() for part in line.split(",", 3))
+        gpus.append({"index": int(index), "name": name, "driver": driver, "memory": memory})
+    return gpus
+
+
+def _cuda_version(code: int) -> str:
+    """CUDA's integer version (12080) as text (12.8)."""
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """The NVIDIA GPUs: name, driver and CUDA runtime, from nvidia-smi, CuPy and torch.
+
+    Only libraries already imported are asked (importing CuPy to find out would slow
+    every CPU run); nvidia-smi is asked always. Empty on a machine without a GPU.
+    """
+    gpus = {gpu["index"]: {**gpu, "source": "nvidia-smi"} for gpu in _nvidia_smi()}
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and not str(getattr(cupy, "__version__", "")).endswith("+emulated"):
+        try:
+            runtime = cupy.cuda.runtime
+            for i in range(runtime.getDeviceCount()):
+                name = runtime.getDeviceProperties(i)["name"]
+                gpu = gpus.setdefault(i, {"index": i, "source": "cupy"})
+                gpu.setdefault("name", name.decode() if isinstance(name, bytes) else name)
+                gpu.setdefault("driver", _cuda_version(runtime.driverGetVersion()))
+                gpu["cuda_runtime"] = f"{_cuda_version(runtime.runtimeGetVersion())} (CuPy)"
+        except Exception as exc:  # a broken CUDA install must not sink the benchmark
+            gpus.setdefault(-1, {"index": -1, "source": "cupy", "error": str(exc)})
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            gpu = gpus.setdefault(i, {"index": i, "source": "torch"})
+            gpu.setdefault("name", torch.cuda.get_device_name(i))
+            runtime = f"{torch.version.cuda} (torch)"
+            gpu["cuda_runtime"] = ", ".join(filter(None, [gpu.get("cuda_runtime"), runtime]))
+    return [gpus[i] for i in sorted(gpus)]
+
+
 def machine_info() -> dict[str, Any]:
     """Everything recorded about the machine and software, as a JSON-ready dict.
 
@@ -133,6 +189,7 @@ def machine_info() -> dict[str, Any]:
         "environment": {name: os.environ.get(name) for name in _ENV_VARS},
         "threadpools": _threadpools(),
         "torch": _torch_info(),
+        "gpus": gpu_info(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "scheduling": _scheduling(),
     }

@@ -98,32 +98,36 @@ def _op_list(ops: dict[str, int]) -> str:
 def ops_section(op_counts: list[dict[str, Any]]) -> str:
     """Markdown for the per-step operation counts (one count per workload and path)."""
     if not op_counts:
-        return "No operation counts (PyTorch is needed to count at its dispatcher).\n"
+        return "No operation counts (no implementation of this run has a counter).\n"
     lines = [
-        "| workload | counted step | aten ops | kernels | of which accuracy count "
-        "| host syncs | scalar uploads |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | implementation | ops | kernels | of which accuracy count "
+        "| host syncs | uploads | counted on |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in op_counts:
         lines.append(
-            f"| {c['workload']} | {c['label']} | {c['total']} | {c['kernels']} | "
-            f"{c['metric_ops']} | {c['syncs']} | {c['scalar_uploads']} |"
+            f"| {c['workload']} | `{c['implementation']}` | {c['total']} | {c['kernels']} | "
+            f"{c['metric_ops']} | {c['syncs']} | {c['scalar_uploads']} | {c['counted_on']} |"
         )
     lines.append("")
     lines.append(
-        "Aten ops are counted at PyTorch's dispatcher (`TorchDispatchMode`) during one "
-        "steady-state step; *kernels* leaves out views (`t`, `transpose`, `detach`, "
-        "`view`, `unsqueeze`) and profiler markers, which launch nothing on a GPU. "
-        "portnet's step includes its accuracy count; the native torch step is forward, "
-        "loss, `zero_grad`, backward and `optimizer.step` (its accuracy count, done "
-        "outside the step in the timed loop, would add the ops in the accuracy column). "
-        "*Host syncs* are device-to-host reads (`_local_scalar_dense`); *scalar uploads* are "
-        "Python numbers made into tensors (`lift_fresh`): on CUDA each is a blocking "
-        "host-to-device copy that `portnet.count_transfers` does not see."
+        "Each step is counted on its implementation's own path, after one uncounted step. "
+        "Torch-based steps are counted at PyTorch's dispatcher (`TorchDispatchMode`); "
+        "`portnet-cupy`'s on the emulated CuPy (`portnet.testing.emulated_cupy`: "
+        "array-api-compat's CuPy wrappers over NumPy, one kernel per operation that "
+        "computes); array-api-strict has no dispatcher, so its portable path is counted on "
+        "torch-cpu. *Kernels* leaves out views (`t`, `transpose`, `view`, reshapes, basic "
+        "slices) and profiler markers, which launch nothing on a GPU. portnet's step "
+        "includes its accuracy count; the native torch step is forward, loss, `zero_grad`, "
+        "backward and `optimizer.step` (its accuracy count, done outside the step in the "
+        "timed loop, would add the ops in the accuracy column). *Host syncs* are "
+        "device-to-host reads (`_local_scalar_dense`, `nonzero`); *uploads* are host data "
+        "copied to the device inside the step (`lift_fresh`): on CUDA each is a blocking "
+        "copy that `portnet.count_transfers` does not see."
     )
     lines.append("")
     for c in op_counts:
-        lines.append(f"- **{c['workload']}, {c['label']}**: {_op_list(c['ops'])}")
+        lines.append(f"- **{c['workload']}, `{c['implementation']}`**: {_op_list(c['ops'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +172,14 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
             f"- torch: {torch['num_threads']} intra-op / {torch['num_interop_threads']} "
             f"inter-op threads, MKL {torch['mkl']}, oneDNN {torch['mkldnn']}"
         )
+    gpus = machine.get("gpus") or []
+    for gpu in gpus:
+        lines.append(
+            f"- GPU {gpu.get('index')}: {gpu.get('name')}, driver {gpu.get('driver')}, "
+            f"CUDA runtime {gpu.get('cuda_runtime')} (seen by {gpu.get('source')})"
+        )
+    if not gpus:
+        lines.append("- GPU: none seen (nvidia-smi, torch.cuda and CuPy)")
     sched = machine.get("scheduling") or {}
     if sched:
         lines.append(

@@ -20,7 +20,9 @@ IMPLEMENTATIONS = {
     "portnet-torch",
     "portnet-array_api_strict",
     "portnet-cupy",
+    "portnet-torch-cuda",
     "torch",
+    "torch-cuda",
     "sklearn",
     "numpy-naive-f64",
     "numpy-careful",
@@ -128,14 +130,22 @@ def test_portnet_transfers_and_op_counts(quick_run):
     for entry in portnet:
         transfers = entry["transfers_per_epoch"]
         assert transfers["total"] <= 2, (entry["implementation"], transfers)
+    # The emulated CuPy counts portnet-cupy's own step, with no GPU and no torch.
+    results = {e["implementation"]: e for e in document["results"]}
+    counts = {c["implementation"]: c for c in document["op_counts"]}
+    cupy = counts["portnet-cupy"]
+    assert "emulated CuPy" in cupy["counted_on"] and "matmul" in cupy["ops"]
+    assert cupy["syncs"] == 0 and cupy["scalar_uploads"] == 0
+    assert results["portnet-cupy"]["ops_per_step"] == cupy["total"]
     if not any(e["implementation"] == "portnet-torch" for e in portnet):
-        pytest.skip("op counts need PyTorch")
-    for entry in portnet:
-        assert entry["ops_per_step"] > 0
+        pytest.skip("the other op counts need PyTorch")
+    for name in ("portnet-torch", "portnet-array_api_strict", "torch"):
+        entry = results[name]
         assert entry["op_list"] and sum(entry["op_list"].values()) == entry["ops_per_step"]
-        assert "mm" in entry["op_list"]
-    torch_entry = next(e for e in document["results"] if e["implementation"] == "torch")
-    assert torch_entry["ops_per_step"] > 0 and torch_entry["op_list"]
+        assert "mm" in entry["op_list"] or "addmm" in entry["op_list"], name
+        assert counts[name]["syncs"] == 0 and counts[name]["scalar_uploads"] == 0, name
+    assert "portable" in counts["portnet-array_api_strict"]["counted_on"]
+    assert results["portnet-numpy"]["op_list"] is None  # NumPy has no dispatcher to count at
 
 
 def test_markdown_and_plot_are_written(quick_run):
@@ -191,15 +201,16 @@ def test_cnn_workload_entries(quick_cnn_run):
     assert results["torch"]["ratio_to_torch"] == pytest.approx(1.0)
     assert math.isfinite(results["torch"]["final_loss"])
     assert "| `torch` |" in stdout
-    for name in ("portnet-numpy", "portnet-torch", "torch"):
+    for name in ("portnet-cupy", "portnet-torch", "torch"):
         entry = results[name]
         assert entry["ops_per_step"] > 0
         assert sum(entry["op_list"].values()) == entry["ops_per_step"]
     assert "convolution" in results["torch"]["op_list"]
     assert "native_batch_norm" in results["torch"]["op_list"]
-    assert "mm" in results["portnet-numpy"]["op_list"]
-    labels = {c["label"] for c in document["op_counts"]}
-    assert "native torch" in labels and len(labels) == 3
+    assert "mm" in results["portnet-torch"]["op_list"]
+    assert "take" in results["portnet-cupy"]["op_list"]  # im2col on CuPy's own path
+    counted = {c["implementation"] for c in document["op_counts"]}
+    assert {"portnet-torch", "portnet-array_api_strict", "portnet-cupy", "torch"} <= counted
 
 
 def test_cnn_torch_network_starts_from_portnet_weights():
