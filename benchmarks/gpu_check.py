@@ -42,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import portnet as pn
 from portnet.errors import BackendError
 from portnet.io import atomic_write_bytes
@@ -171,25 +173,28 @@ def _failure(option: TrainingOption, label: str, exc: BaseException) -> SyncChec
     return SyncCheck(option.name, label, "sync" if is_sync else "error", detail)
 
 
-def check_torch_cuda(option: TrainingOption, backend: Any) -> SyncCheck:
-    """Sync-debug mode "error" during the watched steps, plus the dispatcher's counts."""
+def check_torch(option: TrainingOption, backend: Any) -> SyncCheck:
+    """Sync-debug mode "error" during the watched steps (on CUDA), plus the dispatcher's
+    per-step counts of the ops that wait for the host."""
     import torch
 
-    watch = _WatchSteps(
-        lambda: torch.cuda.set_sync_debug_mode("error"),
-        lambda: torch.cuda.set_sync_debug_mode("default"),
-    )
+    def debug_mode(mode: str) -> Callable[[], None]:
+        # The mode exists on CUDA builds only; on the CPU the counts below carry the check.
+        on_cuda = backend.device.type == "cuda"
+        return lambda: torch.cuda.set_sync_debug_mode(mode) if on_cuda else None
+
+    label = f"torch-{backend.device.type}"
     try:
-        _fit_watched(option, backend, watch)
+        _fit_watched(option, backend, _WatchSteps(debug_mode("error"), debug_mode("default")))
         audit = audit_torch(option, device=backend.device_name)
     except Exception as exc:
-        return _failure(option, "torch-cuda", exc)
+        return _failure(option, label, exc)
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        debug_mode("default")()
     waits = {k: audit.worst_step[k] for k in ("_local_scalar_dense", "nonzero", "lift_fresh")}
     verdict = "ok" if not any(waits.values()) else "sync"
     detail = ", ".join(f"{k} {v}" for k, v in waits.items())
-    return SyncCheck(option.name, "torch-cuda", verdict, f"per step: {detail}")
+    return SyncCheck(option.name, label, verdict, f"per step: {detail}")
 
 
 _SPIN_SOURCE = r"""
@@ -201,20 +206,26 @@ extern "C" __global__ void spin(long long cycles) {
 
 
 class CupySpin:
-    """A one-thread kernel that keeps the GPU busy for about ``seconds``."""
+    """A one-thread kernel that keeps the GPU busy for about ``seconds``.
+
+    The number of clock cycles is calibrated by timing the kernel itself (the
+    nominal clock rate is not what the GPU runs at, and CUDA 13 drops it from the
+    device properties).
+    """
 
     def __init__(self, backend: Any, seconds: float) -> None:
-        cupy = backend.cupy
         self.backend = backend
         with backend.device_scope():
-            self.kernel = cupy.RawKernel(_SPIN_SOURCE, "spin")
-            khz = cupy.cuda.runtime.getDeviceProperties(backend.device.id)["clockRate"]
-        self.cycles = int(seconds * khz * 1000)
+            self.kernel = backend.cupy.RawKernel(_SPIN_SOURCE, "spin")
+        self.cycles = 10**7
+        for _ in range(3):  # rescale until the measured duration is near the target
+            self.seconds = self.measure()
+            self.cycles = max(1, int(self.cycles * seconds / max(self.seconds, 1e-6)))
         self.seconds = self.measure()
 
     def launch(self) -> None:
         with self.backend.device_scope():
-            self.kernel((1,), (1,), (self.cycles,))
+            self.kernel((1,), (1,), (np.int64(self.cycles),))
 
     def measure(self) -> float:
         """The spin's real duration (the clock rate is nominal)."""
@@ -259,7 +270,7 @@ def sync_checks(working: dict[str, Any], spin_seconds: float) -> list[SyncCheck]
     spin = CupySpin(working["cupy"], spin_seconds) if "cupy" in working else None
     for option in OPTIONS:
         if "torch-cuda" in working:
-            checks.append(check_torch_cuda(option, working["torch-cuda"]))
+            checks.append(check_torch(option, working["torch-cuda"]))
         if spin is not None:
             checks.append(check_cupy(option, working["cupy"], spin))
         for check in checks[-len(working) :]:

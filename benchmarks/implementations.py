@@ -129,18 +129,19 @@ class PortnetImplementation(Implementation):
         self.random = pn.RandomStream(self.backend, seed + 1)
 
     def run_epoch(self):
-        order = self.backend.asarray(self.host_rng.permutation(self.n).astype(np.int64))
-        self.params, self.state, loss_sum, correct_sum = self.trainer.run_epoch(
-            self.params,
-            self.state,
-            self.X,
-            self.y,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            order=order,
-            random=self.random,
-        )
-        values = self.backend.to_numpy(self.xp.stack([loss_sum, correct_sum]))
+        with self.backend.device_scope():  # as Model.fit does (CuPy's current device)
+            order = self.backend.asarray(self.host_rng.permutation(self.n).astype(np.int64))
+            self.params, self.state, loss_sum, correct_sum = self.trainer.run_epoch(
+                self.params,
+                self.state,
+                self.X,
+                self.y,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                order=order,
+                random=self.random,
+            )
+            values = self.backend.to_numpy(self.xp.stack([loss_sum, correct_sum]))
         return float(values[0]) / self.n
 
     def synchronize(self):

@@ -82,3 +82,28 @@ def test_report_names_every_section_and_every_failure():
     assert "1 of 2 option × backend runs had no host sync" in report
     assert "| l1 | cupy | sync |" in report
     assert "### Epoch time" in report  # the benchmark's headings sit under section 3
+
+
+def test_torch_check_passes_every_option_on_the_cpu():
+    """The torch-cuda check's plumbing, on torch-cpu: its dispatcher counts decide there."""
+    pytest.importorskip("torch")
+    backend = pn.get_backend("torch", "cpu")
+    for name in ("l1", "clip-norm", "sigmoid-bce", "cnn-maxpool"):
+        result = gpu_check.check_torch(option(name), backend)
+        assert (result.verdict, result.backend) == ("ok", "torch-cpu"), result
+        assert "_local_scalar_dense 0, nonzero 0, lift_fresh 0" in result.detail
+
+
+def test_cupy_check_runs_the_watched_steps_on_the_emulated_cupy():
+    from portnet.testing import emulated_cupy
+
+    class QueuedSpin:  # a spin that never delays the host: every step returns at once
+        seconds = 10.0
+
+        def launch(self):
+            pass
+
+    with emulated_cupy():
+        result = gpu_check.check_cupy(option("cnn-maxpool"), pn.get_backend("cupy"), QueuedSpin())
+    assert (result.verdict, result.backend) == ("ok", "cupy"), result
+    assert result.detail.startswith("4 steps")
