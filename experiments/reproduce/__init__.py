@@ -1,4 +1,4 @@
-"""Reproductions of the five reference studies (``../shared/references/S0`` … ``S4``).
+"""Reproductions of the five reference studies S0 … S4 (listed in REPRODUCTION.md).
 
 Run one with ``python -m experiments.reproduce s0`` (``s1`` … ``s4``); ``--quick``
 runs a small, CI-sized version of the same study. Each study module defines

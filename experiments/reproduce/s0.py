@@ -1,6 +1,6 @@
 """S0: logistic and softmax regression on PCA features with 10-fold CV (Fashion-MNIST).
 
-Reproduces ``../shared/references/S0-logistic-softmax-pca-fashion.txt``:
+Reproduces study S0 (logistic and softmax regression with PCA on Fashion-MNIST):
 
 * Figure 4.1: one image reconstructed from 2, 10, 50, 100, 200 and 784 components;
 * Figures 4.2-4.4: the top principal components as images for T-shirt vs Ankle

@@ -1,6 +1,6 @@
 """S1: softmax regression and a 784-128-10 MLP with momentum, L1/L2 and activations.
 
-Reproduces ``../shared/references/S1-mlp-momentum-regularization-fashion.txt`` on
+Reproduces study S1 (an MLP with momentum and L1/L2) on
 Fashion-MNIST: Tables 1-3 (splits, per-image normalisation, gradient check), the
 softmax regression (84.15 %), the tanh MLP with classic momentum (88.18 %), the L2
 sweep 1e-2…1e-4 (best 88.52 %) and L1 sweep 1e-3…1e-6 (best 88.53 %), sigmoid and

@@ -1,6 +1,6 @@
 """S2: the KMNIST MLP study: learning rates, L2/L1, activations, topologies, gradient check.
 
-Reproduces ``../shared/references/S2-mlp-kmnist.txt``: Table 1 (gradient check with
+Reproduces study S2 (an MLP study on KMNIST): Table 1 (gradient check with
 E(w ± ε)), the default model's curves (Figures 1-2), Table 3 (learning rates 0.005 /
 0.01 / 0.05, the one with the lowest validation loss meets the test set), Tables 4
 and 5 (L2 and L1 at 1e-3 / 1e-6, 110 epochs), Table 6 (sigmoid / tanh / ReLU, up to
