@@ -94,16 +94,7 @@ def _portnet_step(
     xb_host, yb_host = _first_batch(data, batch_size)
     with backend.device_scope():
         xb, yb = backend.asarray(xb_host, "float32"), backend.asarray(yb_host, "int64")
-        # The context run_epoch makes: its layers take the in-place path where the
-        # optimizer does.
-        ctx = pn.Context(
-            xp=xp,
-            training=True,
-            random=pn.RandomStream(backend, seed),
-            need_input_grad=False,
-            check_inputs=False,
-            inplace=bool(model.optimizer.inplace),
-        )
+        ctx = trainer.training_context(xp, pn.RandomStream(backend, seed))
         # The Model's optimizer state knows the frozen entries (BatchNorm statistics).
         params, state = model.params, model.optimizer_state
         lr = model.optimizer.lr_at(0)

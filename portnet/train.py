@@ -146,6 +146,19 @@ class Trainer:
         # Whether any layer keeps non-trainable state (e.g. batch-norm statistics).
         self.stateful = any(layer.state_names for layer in self.layers)
 
+    def training_context(self, xp, random) -> Context:
+        """The context every training step of :meth:`run_epoch` runs in."""
+        # The data were validated and placed once by fit: no per-step device check.
+        # In-place layer updates are safe where the optimizer may mutate arrays.
+        return Context(
+            xp=xp,
+            training=True,
+            random=random,
+            need_input_grad=False,
+            check_inputs=False,
+            inplace=bool(self.optimizer.inplace),
+        )
+
     def step(self, params: Tree, state, xb, yb, lr: float, ctx: Context):
         """One minibatch step. Returns new params, state, the batch loss and correct count."""
         xp = ctx.xp
@@ -205,16 +218,7 @@ class Trainer:
         """
         xp = _xp(X)
         n = order.shape[0]
-        # The data were validated and placed once by fit: no per-step device check.
-        # In-place bias adds are safe where the optimizer may mutate arrays.
-        ctx = Context(
-            xp=xp,
-            training=True,
-            random=random,
-            need_input_grad=False,
-            check_inputs=False,
-            inplace=bool(self.optimizer.inplace),
-        )
+        ctx = self.training_context(xp, random)
         loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         n_batches = -(-n // batch_size)

@@ -55,8 +55,7 @@ BACKEND_CASES = [
     ("strict-nof64", "array_api_strict", "no_float64"),
     ("torch-cpu", "torch", "cpu"),
     ("cupy-emulated", EMULATED, "cuda:0"),
-    ("cupy", "cupy", "cuda:0"),
-    ("torch-cuda", "torch", "cuda"),
+    *((case_id, *needs) for case_id, needs in GPU_CASES.items()),
 ]
 
 
