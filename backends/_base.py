@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from portnet.errors import ConfigError
+
 
 @dataclasses.dataclass
 class TransferCount:
@@ -113,7 +115,7 @@ class Backend:
         try:
             return getattr(self.xp, name)
         except AttributeError:
-            raise ValueError(f"unknown dtype {name!r} for backend {self.name}") from None
+            raise ConfigError(f"unknown dtype {name!r} for backend {self.name}") from None
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Put ``array`` on this backend's device (a counted transfer if it is host data).

@@ -9,6 +9,7 @@ multiply on these shapes, and a multiply is one kernel on every backend.
 from __future__ import annotations
 
 from . import sync_free
+from .errors import ConfigError
 from .layers import Layer
 
 
@@ -121,6 +122,6 @@ def get_activation(name: str) -> Layer:
     try:
         return ACTIVATIONS[name.lower()]()
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown activation {name!r}; choose one of {', '.join(sorted(ACTIVATIONS))}"
         ) from None

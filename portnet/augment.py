@@ -8,6 +8,7 @@ images of the flat rows (:class:`portnet.Reshape`).
 
 from __future__ import annotations
 
+from .errors import ConfigError
 from .layers import Layer
 
 
@@ -35,19 +36,19 @@ class RandomFlip(Layer):
 
     def __init__(self, probability: float = 0.5):
         if not 0.0 <= float(probability) <= 1.0:
-            raise ValueError(f"flip probability must be in [0, 1], got {probability}")
+            raise ConfigError(f"flip probability must be in [0, 1], got {probability}")
         self.probability = float(probability)
 
     def forward(self, params, x, ctx):
         if not ctx.training or self.probability == 0.0:
             return x, lambda dy: (dy, {})
         if x.ndim < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"RandomFlip mirrors images (N x ... x H x W); got shape {tuple(x.shape)}. "
                 "Put it after a Reshape layer that makes images of the flat rows."
             )
         if ctx.random is None:
-            raise ValueError("RandomFlip in training mode needs ctx.random (a RandomStream)")
+            raise ConfigError("RandomFlip in training mode needs ctx.random (a RandomStream)")
         xp = ctx.xp
         n = x.shape[0]
         draws = ctx.random.uniform((n,), x.dtype)

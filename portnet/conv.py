@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as device_of
 
+from .errors import ConfigError
 from .layers import Layer
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or any(int(v) != v for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -52,7 +53,7 @@ def window_sources(
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"a {kh}x{kw} window with padding {padding} does not fit a {h}x{w} input")
+        raise ConfigError(f"a {kh}x{kw} window with padding {padding} does not fit a {h}x{w} input")
     rows = np.arange(out_h)[:, None, None, None] * sh + np.arange(kh)[None, None, :, None] - ph
     cols = np.arange(out_w)[None, :, None, None] * sw + np.arange(kw)[None, None, None, :] - pw
     rows, cols = np.broadcast_arrays(rows, cols)
@@ -166,15 +167,15 @@ class Conv2D(Layer):
         init: str = "he",
     ):
         if int(in_channels) < 1 or int(out_channels) < 1:
-            raise ValueError(f"channels must be positive, got {in_channels}, {out_channels}")
+            raise ConfigError(f"channels must be positive, got {in_channels}, {out_channels}")
         if init not in ("he", "glorot"):
-            raise ValueError(f"unknown init {init!r}; choose 'he' or 'glorot'")
+            raise ConfigError(f"unknown init {init!r}; choose 'he' or 'glorot'")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError("kernel_size and stride must be >= 1 and padding >= 0")
+            raise ConfigError("kernel_size and stride must be >= 1 and padding >= 0")
         self.bias, self.init_scheme = bool(bias), init
         self._indices = _IndexCache()
 
@@ -224,7 +225,7 @@ class Conv2D(Layer):
     def forward(self, params, x, ctx):
         xp = ctx.xp
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"Conv2D expects N x {self.in_channels} x H x W input, got shape {tuple(x.shape)}"
             )
         n, c, h, w = x.shape
@@ -294,9 +295,9 @@ class _Pool2D(Layer):
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError("kernel_size and stride must be >= 1 and padding >= 0")
+            raise ConfigError("kernel_size and stride must be >= 1 and padding >= 0")
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError("padding must be at most half the kernel size (as in PyTorch)")
+            raise ConfigError("padding must be at most half the kernel size (as in PyTorch)")
         self._indices = _IndexCache()
 
     def _build(self, h: int, w: int) -> dict[str, Any]:
@@ -321,7 +322,7 @@ class _Pool2D(Layer):
     def _windows(self, xp, x):
         """``(windows (N C, K, L), indices, shape info)`` of a 4-D input."""
         if x.ndim != 4:
-            raise ValueError(f"{type(self).__name__} expects N x C x H x W, got {tuple(x.shape)}")
+            raise ConfigError(f"{type(self).__name__} expects N x C x H x W, got {tuple(x.shape)}")
         n, c, h, w = x.shape
         idx = self._indices.get(xp, x, (h, w), lambda: self._build(h, w))
         flat = xp.reshape(x, (n * c, h * w))
@@ -461,7 +462,7 @@ class Reshape(Layer):
     def __init__(self, shape: tuple[int, ...] | list[int]):
         shape = tuple(int(s) for s in shape)
         if not shape or min(shape) < 1:
-            raise ValueError(f"Reshape needs a non-empty shape of positive sizes, got {shape}")
+            raise ConfigError(f"Reshape needs a non-empty shape of positive sizes, got {shape}")
         self.shape = shape
 
     @property
@@ -473,7 +474,7 @@ class Reshape(Layer):
         xp = ctx.xp
         in_shape = tuple(x.shape)
         if math.prod(in_shape[1:]) != self.n_in:
-            raise ValueError(f"Reshape to {self.shape} got samples of shape {in_shape[1:]}")
+            raise ConfigError(f"Reshape to {self.shape} got samples of shape {in_shape[1:]}")
         y = xp.reshape(x, (in_shape[0], *self.shape))
         return y, lambda dy: (xp.reshape(dy, in_shape), {})
 

@@ -26,3 +26,8 @@ class InputError(PortnetError, ValueError):
 
 class ModelFileError(PortnetError, ValueError):
     """A saved model file is missing, corrupt or of an unknown format."""
+
+
+class ConfigError(PortnetError, ValueError):
+    """A constructor argument or a configuration value is invalid (wrong type, NaN,
+    out of range, unknown name). Subclasses ``ValueError`` for code that caught that."""

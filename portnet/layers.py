@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace_of
+from .errors import ConfigError
 
 Backprop = Callable[[Any], tuple[Any, dict[str, Any]]]
 
@@ -115,7 +116,7 @@ def layer_from_config(spec: dict[str, Any]) -> Layer:
     try:
         cls = _REGISTRY[spec["class"]]
     except KeyError:
-        raise ValueError(f"unknown layer class {spec.get('class')!r}") from None
+        raise ConfigError(f"unknown layer class {spec.get('class')!r}") from None
     return cls(**spec.get("config", {}))
 
 
@@ -148,9 +149,9 @@ class Dense(Layer):
         self, n_in: int, n_out: int, init: str = "he", bias: bool = True, std: float = 0.01
     ):
         if int(n_in) < 1 or int(n_out) < 1:
-            raise ValueError(f"Dense widths must be positive, got n_in={n_in}, n_out={n_out}")
+            raise ConfigError(f"Dense widths must be positive, got n_in={n_in}, n_out={n_out}")
         if init not in _INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(_INITS)}")
+            raise ConfigError(f"unknown init {init!r}; choose one of {', '.join(_INITS)}")
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.init_scheme, self.bias, self.std = init, bool(bias), float(std)
 
@@ -213,7 +214,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float = 0.5):
         if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+            raise ConfigError(f"dropout rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
 
     def forward(self, params, x, ctx):
@@ -221,7 +222,7 @@ class Dropout(Layer):
         if not ctx.training or self.rate == 0.0:
             return x, lambda dy: (dy, {})
         if ctx.random is None:
-            raise ValueError("Dropout in training mode needs ctx.random (a RandomStream)")
+            raise ConfigError("Dropout in training mode needs ctx.random (a RandomStream)")
         keep = ctx.random.uniform(tuple(x.shape), x.dtype) >= self.rate
         # The mask already holds the 1/(1-rate) scale: one multiply forward and back.
         mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
@@ -253,9 +254,9 @@ class Sequential(Layer):
             elif isinstance(layer, Layer):
                 flat.append(layer)
             else:
-                raise TypeError(f"Sequential takes Layer objects, got {type(layer).__name__}")
+                raise ConfigError(f"Sequential takes Layer objects, got {type(layer).__name__}")
         if not flat:
-            raise ValueError("Sequential needs at least one layer")
+            raise ConfigError("Sequential needs at least one layer")
         self.layers = flat
 
     def init(self, rng):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .activations import stable_sigmoid
+from .errors import ConfigError
 from .sync_free import relu
 
 
@@ -126,6 +127,6 @@ def get_loss(name: str | Loss) -> Loss:
     try:
         return LOSSES[name.lower()]()
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}"
         ) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._array import namespace_of, on_device_of_inputs
+from .errors import ConfigError
 
 
 @on_device_of_inputs
@@ -16,7 +17,7 @@ def accuracy(y_true: Any, y_pred: Any) -> Any:
     r"""Fraction of equal labels, :math:`\frac1N \sum_n [y_n = \hat y_n]`, as a 0-d float array."""
     xp = namespace_of(y_true, y_pred)
     if y_true.shape[0] == 0:
-        raise ValueError("accuracy of an empty set of labels is undefined")
+        raise ConfigError("accuracy of an empty set of labels is undefined")
     return xp.mean(xp.astype(y_true == xp.astype(y_pred, y_true.dtype), xp.float32))
 
 
@@ -72,7 +73,7 @@ def precision_recall_f1(
         return {k: xp.mean(v) for k, v in scores.items()}
     if average == "binary":
         return {k: v[positive] for k, v in scores.items()}
-    raise ValueError(f"average must be 'macro', 'binary' or None, got {average!r}")
+    raise ConfigError(f"average must be 'macro', 'binary' or None, got {average!r}")
 
 
 def _safe_divide(xp, num, den):

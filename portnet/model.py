@@ -11,7 +11,7 @@ import numpy as np
 
 from ._array import Tree, namespace_of, to_host
 from .backends import Backend, get_backend
-from .errors import DeviceMismatchError, InputError
+from .errors import ConfigError, DeviceMismatchError, InputError
 from .layers import Context, Layer, Sequential
 from .losses import Loss, get_loss
 from .optim import Optimizer, get_optimizer
@@ -108,7 +108,7 @@ class Model:
         self._fused = type(last).__name__ == self.loss.output_activation
         train_layers = self.network.layers[:-1] if self._fused else self.network.layers
         if not train_layers:
-            raise ValueError("the model has no layer before its output activation")
+            raise ConfigError("the model has no layer before its output activation")
         self.trainer = Trainer(Sequential(train_layers), self.loss, optimizer, self.regularizers)
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
@@ -180,13 +180,15 @@ class Model:
         The arrays may be NumPy arrays or arrays of any backend (they are copied).
         """
         if len(weights) != len(self.params):
-            raise ValueError(f"expected weights for {len(self.params)} layers, got {len(weights)}")
+            raise ConfigError(f"expected weights for {len(self.params)} layers, got {len(weights)}")
         for i, (old, new) in enumerate(zip(self.params, weights, strict=True)):
             if set(old) != set(new):
-                raise ValueError(f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}")
+                raise ConfigError(
+                    f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}"
+                )
             for key, value in new.items():
                 if tuple(np.shape(value)) != tuple(old[key].shape):
-                    raise ValueError(
+                    raise ConfigError(
                         f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
                         f"got {np.shape(value)}"
                     )
@@ -446,7 +448,7 @@ def mlp(
     from .layers import Dense, Dropout
 
     if len(sizes) < 2:
-        raise ValueError("mlp needs at least input and output sizes")
+        raise ConfigError("mlp needs at least input and output sizes")
     init = init or ("he" if "relu" in activation else "glorot")
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError
 from .layers import Layer
 
 
@@ -59,11 +60,11 @@ class BatchNorm(Layer):
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
         if int(n_features) < 1:
-            raise ValueError(f"n_features must be positive, got {n_features}")
+            raise ConfigError(f"n_features must be positive, got {n_features}")
         if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+            raise ConfigError(f"momentum must be in [0, 1], got {momentum}")
         if float(eps) <= 0.0:
-            raise ValueError(f"eps must be positive, got {eps}")
+            raise ConfigError(f"eps must be positive, got {eps}")
         self.n_features, self.momentum, self.eps = int(n_features), float(momentum), float(eps)
 
     def init(self, rng):
@@ -82,7 +83,7 @@ class BatchNorm(Layer):
     def forward(self, params, x, ctx):
         xp = ctx.xp
         if x.ndim not in (2, 4) or x.shape[1] != self.n_features:
-            raise ValueError(
+            raise ConfigError(
                 f"BatchNorm({self.n_features}) expects N x {self.n_features} or "
                 f"N x {self.n_features} x H x W input, got shape {tuple(x.shape)}"
             )

@@ -1,14 +1,16 @@
 r"""Optimizers: ``init(params) -> state``, ``update(params, grads, state, lr) -> (params, state)``.
 
-Two paths compute the same numbers:
+Each formula is written once, through :class:`~portnet.inplace.Updates`: on NumPy,
+CuPy and torch it updates parameters and buffers in place (``p -= g``) and reuses
+the gradient arrays as scratch, so a step allocates no parameter-sized
+temporaries; on other libraries (array-api-strict, JAX) the same lines rebind
+(``p = p - g``). :func:`~portnet.inplace.resolve_inplace` makes that choice, from
+the arrays. Gradients passed to ``update`` are consumed, and on the in-place
+libraries the parameters passed in are the ones updated.
 
-* the **portable** path rebinds (``p = p - lr * g``): the standard does not promise
-  in-place mutation (JAX arrays are immutable), and it is what array-api-strict runs;
-* the **in-place** path (NumPy, CuPy, torch) updates parameters and buffers with
-  ``*=``/``-=`` and reuses the gradient arrays as scratch, so a step allocates no
-  parameter-sized temporaries. Gradients passed to ``update`` are consumed.
-
-Tests check that both paths give equal results.
+Every optimizer describes itself with ``get_config()`` and is rebuilt by
+:func:`optimizer_from_spec`, so a saved model keeps its algorithm, its
+hyper-parameters, its schedule and (see :mod:`portnet.io`) its state.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from typing import Any
 
 from . import sync_free
 from ._array import Tree, tree_leaves
-from .schedules import Schedule, as_schedule
+from .config import build, check_number, spec_of
+from .errors import ConfigError
+from .inplace import UPDATES, Updates, resolve_inplace
+from .schedules import Constant, Schedule, as_schedule, schedule_from_spec
+
+
+def _optional_positive(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    return check_number(name, value, low=0.0, low_open=True)
 
 
 class Optimizer:
@@ -27,7 +38,7 @@ class Optimizer:
     Parameters
     ----------
     lr : float or Schedule
-        Learning rate, or a schedule evaluated once per epoch.
+        Learning rate (finite, >= 0), or a schedule evaluated once per epoch.
     weight_decay : float
         Decoupled weight decay :math:`w \leftarrow w - \eta \lambda_{wd} w`, applied to
         weights only (see ``decay_mask`` in :meth:`init`).
@@ -37,8 +48,13 @@ class Optimizer:
     clip_value : float, optional
         Clip every gradient entry to ``[-clip_value, clip_value]``.
     inplace : bool, optional
-        Force the in-place or the portable path; by default the model chooses
-        from its backend.
+        Force the rebinding path (``False``) or the in-place one (``True``, refused
+        where the arrays cannot be mutated); by default the arrays decide.
+
+    Raises
+    ------
+    ConfigError
+        For a non-finite or out-of-range hyper-parameter.
     """
 
     slot_names: tuple[str, ...] = ()
@@ -53,10 +69,10 @@ class Optimizer:
         inplace: bool | None = None,
     ):
         self.schedule = as_schedule(lr)
-        self.weight_decay = float(weight_decay)
-        self.clip_norm = clip_norm
-        self.clip_value = clip_value
-        self.inplace = inplace
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+        self.clip_norm = _optional_positive("clip_norm", clip_norm)
+        self.clip_value = _optional_positive("clip_value", clip_value)
+        self.inplace = None if inplace is None else bool(inplace)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate for ``epoch`` (a Python float)."""
@@ -97,6 +113,10 @@ class Optimizer:
         """
         return None
 
+    def updates_for(self, xp: Any) -> Updates:
+        """The update-or-rebind arithmetic for arrays of namespace ``xp``."""
+        return UPDATES[resolve_inplace(xp, self.inplace)]
+
     def update(
         self,
         params: Tree,
@@ -111,7 +131,8 @@ class Optimizer:
         :meth:`gradient_scale` (the training loop does this once on the loss gradient).
         """
         lr = self.lr_at(0) if lr is None else float(lr)
-        inplace = bool(self.inplace)
+        leaves = tree_leaves(params)
+        u = self.updates_for(_xp(leaves[0])) if leaves else UPDATES[False]
         grads = self._clip(grads)
         t = state["t"] + 1
         new_params, new_slots = [], []
@@ -124,18 +145,15 @@ class Optimizer:
                     out[key] = p
                     continue
                 if self.weight_decay and key in decayed:
-                    if inplace:
-                        p *= 1.0 - lr * self.weight_decay
-                    else:
-                        p = p * (1.0 - lr * self.weight_decay)
-                # A fresh slot dict: the portable path rebinds its entries, and the
+                    p = u.mul(p, 1.0 - lr * self.weight_decay)
+                # A fresh slot dict: the rebinding path replaces its entries, and the
                 # state passed in must stay as it was (update is a pure function there).
                 out_slots[key] = dict(layer_s[key])
                 g = layer_g[key]
                 if prescaled:
-                    out[key] = self._step_prescaled(p, g, out_slots[key], inplace)
+                    out[key] = self._step_prescaled(p, g, out_slots[key], u)
                 else:
-                    out[key] = self._step(p, g, out_slots[key], lr, t, inplace)
+                    out[key] = self._step(p, g, out_slots[key], lr, t, u)
             new_params.append(out)
             new_slots.append(out_slots)
         return new_params, {**state, "t": t, "slots": new_slots}
@@ -157,17 +175,34 @@ class Optimizer:
             ]
         return grads
 
-    def _step(self, p, g, slots: dict[str, Any], lr: float, t: int, inplace: bool):
+    def _step(self, p, g, slots: dict[str, Any], lr: float, t: int, u: Updates):
+        """The update of one parameter ``p`` with gradient ``g``; may consume ``g``."""
         raise NotImplementedError
 
-    def _step_prescaled(self, p, g, slots: dict[str, Any], inplace: bool):
+    def _step_prescaled(self, p, g, slots: dict[str, Any], u: Updates):
         raise NotImplementedError(f"{type(self).__name__} takes raw gradients")
 
     def _unclipped(self) -> bool:
         return self.clip_norm is None and self.clip_value is None
 
+    def _hyper_parameters(self) -> dict[str, Any]:
+        """The constructor arguments of a subclass, besides the base ones."""
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as JSON data (a constant rate as a number)."""
+        lr = self.schedule.lr if type(self.schedule) is Constant else spec_of(self.schedule)
+        return {
+            "lr": lr,
+            **self._hyper_parameters(),
+            "weight_decay": self.weight_decay,
+            "clip_norm": self.clip_norm,
+            "clip_value": self.clip_value,
+        }
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(lr={self.schedule!r})"
+        extra = "".join(f", {k}={v!r}" for k, v in self._hyper_parameters().items())
+        return f"{type(self).__name__}(lr={self.schedule!r}{extra})"
 
 
 def _xp(array):
@@ -180,24 +215,22 @@ def _zeros_like(p):
     return _xp(p).zeros_like(p)
 
 
+def _fraction(name: str, value: float) -> float:
+    """A decay factor in [0, 1)."""
+    return check_number(name, value, low=0.0, high=1.0, high_open=True)
+
+
 class SGD(Optimizer):
     r"""Plain gradient descent :math:`w \leftarrow w - \eta g`."""
 
     def gradient_scale(self, lr):
         return lr if self._unclipped() else None
 
-    def _step(self, p, g, slots, lr, t, inplace):
-        if inplace:
-            g *= lr
-            p -= g
-            return p
-        return p - lr * g
+    def _step(self, p, g, slots, lr, t, u):
+        return u.sub(p, u.mul(g, lr))
 
-    def _step_prescaled(self, p, g, slots, inplace):  # g is already lr * gradient
-        if inplace:
-            p -= g
-            return p
-        return p - g
+    def _step_prescaled(self, p, g, slots, u):  # g is already lr * gradient
+        return u.sub(p, g)
 
 
 class Momentum(Optimizer):
@@ -215,51 +248,28 @@ class Momentum(Optimizer):
     def __init__(self, lr=0.01, gamma: float = 0.9, form: str = "classic", **kwargs):
         super().__init__(lr, **kwargs)
         if form not in ("classic", "ema"):
-            raise ValueError(f"momentum form must be 'classic' or 'ema', got {form!r}")
-        if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"momentum gamma must be in [0, 1), got {gamma}")
-        self.gamma, self.form = float(gamma), form
+            raise ConfigError(f"momentum form must be 'classic' or 'ema', got {form!r}")
+        self.gamma, self.form = _fraction("momentum gamma", gamma), form
 
     def gradient_scale(self, lr):
         return lr if self.form == "classic" and self._unclipped() else None
 
-    def _step_prescaled(self, p, g, slots, inplace):  # classic form, g = lr * gradient
-        v = slots["velocity"]
-        if inplace:
-            v *= self.gamma
-            v -= g
-            p += v
-            return p
-        v = self.gamma * v - g
+    def _step_prescaled(self, p, g, slots, u):  # classic form, g = lr * gradient
+        v = u.sub(u.mul(slots["velocity"], self.gamma), g)
         slots["velocity"] = v
-        return p + v
+        return u.add(p, v)
 
-    def _step(self, p, g, slots, lr, t, inplace):
-        v, gamma = slots["velocity"], self.gamma
+    def _step(self, p, g, slots, lr, t, u):
+        gamma = self.gamma
         if self.form == "classic":
-            if inplace:
-                v *= gamma
-                g *= lr
-                v -= g
-                p += v
-                return p
-            v = gamma * v - lr * g
-            slots["velocity"] = v
-            return p + v
-        if inplace:
-            v *= gamma
-            g *= 1.0 - gamma
-            v += g
-            g[...] = v
-            g *= lr
-            p -= g
-            return p
-        v = gamma * v + (1.0 - gamma) * g
+            return self._step_prescaled(p, u.mul(g, lr), slots, u)
+        v = u.add(u.mul(slots["velocity"], gamma), u.mul(g, 1.0 - gamma))
         slots["velocity"] = v
-        return p - lr * v
+        # g is scratch now: the step lr * v goes through it, not through a new array.
+        return u.sub(p, u.mul(u.assign(g, v), lr))
 
-    def __repr__(self):
-        return f"Momentum(lr={self.schedule!r}, gamma={self.gamma:g}, form={self.form!r})"
+    def _hyper_parameters(self):
+        return {"gamma": self.gamma, "form": self.form}
 
 
 class Nesterov(Optimizer):
@@ -270,20 +280,16 @@ class Nesterov(Optimizer):
 
     def __init__(self, lr=0.01, gamma: float = 0.9, **kwargs):
         super().__init__(lr, **kwargs)
-        self.gamma = float(gamma)
+        self.gamma = _fraction("Nesterov gamma", gamma)
 
-    def _step(self, p, g, slots, lr, t, inplace):
-        v, mu = slots["velocity"], self.gamma
-        if inplace:
-            v *= mu
-            v += g
-            g += mu * v
-            g *= lr
-            p -= g
-            return p
-        v = mu * v + g
+    def _step(self, p, g, slots, lr, t, u):
+        mu = self.gamma
+        v = u.add(u.mul(slots["velocity"], mu), g)
         slots["velocity"] = v
-        return p - lr * (g + mu * v)
+        return u.sub(p, u.mul(u.add(g, mu * v), lr))
+
+    def _hyper_parameters(self):
+        return {"gamma": self.gamma}
 
 
 class RMSProp(Optimizer):
@@ -296,21 +302,17 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr=0.001, rho: float = 0.9, eps: float = 1e-8, **kwargs):
         super().__init__(lr, **kwargs)
-        self.rho, self.eps = float(rho), float(eps)
+        self.rho = _fraction("RMSProp rho", rho)
+        self.eps = check_number("RMSProp eps", eps, low=0.0, low_open=True)
 
-    def _step(self, p, g, slots, lr, t, inplace):
-        xp = _xp(p)
-        s, rho = slots["square_avg"], self.rho
-        if inplace:
-            s *= rho
-            s += (1.0 - rho) * (g * g)
-            g /= xp.sqrt(s) + self.eps
-            g *= lr
-            p -= g
-            return p
-        s = rho * s + (1.0 - rho) * (g * g)
+    def _step(self, p, g, slots, lr, t, u):
+        xp, rho = _xp(p), self.rho
+        s = u.add(u.mul(slots["square_avg"], rho), (1.0 - rho) * (g * g))
         slots["square_avg"] = s
-        return p - lr * g / (xp.sqrt(s) + self.eps)
+        return u.sub(p, u.mul(u.div(g, xp.sqrt(s) + self.eps), lr))
+
+    def _hyper_parameters(self):
+        return {"rho": self.rho, "eps": self.eps}
 
 
 class Adam(Optimizer):
@@ -331,34 +333,24 @@ class Adam(Optimizer):
         self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs
     ):
         super().__init__(lr, **kwargs)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1 = _fraction("Adam beta1", beta1)
+        self.beta2 = _fraction("Adam beta2", beta2)
+        self.eps = check_number("Adam eps", eps, low=0.0, low_open=True)
 
-    def _step(self, p, g, slots, lr, t, inplace):
+    def _step(self, p, g, slots, lr, t, u):
         xp = _xp(p)
         b1, b2 = self.beta1, self.beta2
         step = lr / (1.0 - b1**t)
         root_correction = math.sqrt(1.0 - b2**t)
-        m, v = slots["m"], slots["v"]
-        if inplace:
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            g *= g
-            g *= 1.0 - b2
-            v += g
-            # g is scratch now: g = step * m / (sqrt(v)/c + eps)
-            denom = xp.sqrt(v)
-            denom /= root_correction
-            denom += self.eps
-            g[...] = m
-            g /= denom
-            g *= step
-            p -= g
-            return p
-        m = b1 * m + (1.0 - b1) * g
-        v = b2 * v + (1.0 - b2) * (g * g)
+        m = u.add(u.mul(slots["m"], b1), (1.0 - b1) * g)
+        v = u.add(u.mul(slots["v"], b2), u.mul(u.mul(g, g), 1.0 - b2))
         slots["m"], slots["v"] = m, v
-        return p - step * m / (xp.sqrt(v) / root_correction + self.eps)
+        denom = u.add(u.div(xp.sqrt(v), root_correction), self.eps)
+        # g is scratch now (it holds (1 - b2) g^2): the step goes through it.
+        return u.sub(p, u.mul(u.div(u.assign(g, m), denom), step))
+
+    def _hyper_parameters(self):
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
 OPTIMIZERS = {
@@ -378,10 +370,21 @@ def get_optimizer(name: str | Optimizer, **kwargs) -> Optimizer:
     """
     if isinstance(name, Optimizer):
         return name
-    try:
-        cls = OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
-        ) from None
+    cls = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return cls(**kwargs)
+
+
+def optimizer_from_spec(spec: dict[str, Any]) -> Optimizer:
+    """Rebuild an optimizer from :func:`~portnet.config.spec_of` output.
+
+    The ``lr`` entry may be a number or a schedule spec.
+    """
+    spec = dict(spec)
+    config = dict(spec.get("config") or {})
+    if isinstance(config.get("lr"), dict):
+        config["lr"] = schedule_from_spec(config["lr"])
+    return build(
+        {**spec, "config": config}, {c.__name__: c for c in OPTIMIZERS.values()}, "optimizer"
+    )

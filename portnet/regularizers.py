@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import build, check_number
 from .sync_free import sign
 
 
@@ -15,9 +16,10 @@ class Regularizer:
     """``reg(xp, W) -> (penalty, grad)`` for one weight array."""
 
     def __init__(self, lam: float):
-        if float(lam) < 0:
-            raise ValueError(f"regularization strength must be >= 0, got {lam}")
-        self.lam = float(lam)
+        self.lam = check_number(f"{type(self).__name__} strength", lam, low=0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lam": self.lam}
 
     def __call__(self, xp: Any, W: Any) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -48,3 +50,11 @@ def get_regularizers(l1: float = 0.0, l2: float = 0.0) -> list[Regularizer]:
     if l2:
         regs.append(L2(l2))
     return regs
+
+
+REGULARIZERS = {cls.__name__: cls for cls in (L1, L2)}
+
+
+def regularizer_from_spec(spec: dict[str, Any]) -> Regularizer:
+    """Rebuild a regularizer from ``{"class": "L2", "config": {"lam": ...}}``."""
+    return build(spec, REGULARIZERS, "regularizer")

@@ -42,20 +42,20 @@ import array_api_compat
 _families: dict[str, str] = {}
 
 
-def _family(xp: Any) -> str:
+def family(xp: Any) -> str:
     """``"numpy"``, ``"cupy"``, ``"torch"`` or ``"standard"``, cached per namespace name."""
-    family = _families.get(xp.__name__)
-    if family is None:
+    kind = _families.get(xp.__name__)
+    if kind is None:
         if array_api_compat.is_torch_namespace(xp):
-            family = "torch"
+            kind = "torch"
         elif array_api_compat.is_cupy_namespace(xp):
-            family = "cupy"
+            kind = "cupy"
         elif array_api_compat.is_numpy_namespace(xp):
-            family = "numpy"
+            kind = "numpy"
         else:
-            family = "standard"
-        _families[xp.__name__] = family
-    return family
+            kind = "standard"
+        _families[xp.__name__] = kind
+    return kind
 
 
 def _native(family: str) -> Any:
@@ -65,16 +65,14 @@ def _native(family: str) -> Any:
 
 def maximum(xp: Any, x: Any, bound: float) -> Any:
     r""":math:`\max(x, c)` element-wise, for a Python scalar :math:`c`; dtype of ``x``."""
-    family = _family(xp)
-    if family in ("numpy", "cupy"):
+    if family(xp) in ("numpy", "cupy"):
         return xp.maximum(x, bound)
     return xp.clip(x, min=bound)
 
 
 def minimum(xp: Any, x: Any, bound: float) -> Any:
     r""":math:`\min(x, c)` element-wise, for a Python scalar :math:`c`; dtype of ``x``."""
-    family = _family(xp)
-    if family in ("numpy", "cupy"):
+    if family(xp) in ("numpy", "cupy"):
         return xp.minimum(x, bound)
     return xp.clip(x, max=bound)
 
@@ -86,16 +84,16 @@ def relu(xp: Any, x: Any) -> Any:
 
 def clip(xp: Any, x: Any, low: float, high: float) -> Any:
     r""":math:`\min(\max(x, a), b)` element-wise, for Python scalars :math:`a \le b`."""
-    if _family(xp) == "cupy":
+    if family(xp) == "cupy":
         return _native("cupy").clip(x, low, high)
     return xp.clip(x, min=low, max=high)
 
 
 def sign(xp: Any, x: Any) -> Any:
     r""":math:`\operatorname{sign}(x) \in \{-1, 0, 1\}` element-wise (0 at 0)."""
-    family = _family(xp)
-    if family in ("cupy", "torch"):
-        return _native(family).sign(x)
+    kind = family(xp)
+    if kind in ("cupy", "torch"):
+        return _native(kind).sign(x)
     return xp.sign(x)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from .errors import ConfigError
+
 
 def limit_threads(threads: int | None) -> Callable[[], None]:
     """Limit every loaded BLAS/OpenMP pool, and torch's intra-op pool, to ``threads``.
@@ -40,7 +42,7 @@ def limit_threads(threads: int | None) -> Callable[[], None]:
         return lambda: None
     threads = int(threads)
     if threads < 0:
-        raise ValueError(f"threads must be a positive number, got {threads}")
+        raise ConfigError(f"threads must be a positive number, got {threads}")
     from threadpoolctl import threadpool_limits
 
     limiter = threadpool_limits(limits=threads)

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from ..errors import ConfigError
+
 __all__ = [
     "StandardScaler",
     "class_subset",
@@ -30,7 +32,7 @@ SeedLike = int | np.random.Generator | None
 def _float_dtype(dtype: DTypeLike) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating type, got {dtype}")
+        raise ConfigError(f"dtype must be a floating type, got {dtype}")
     return dtype
 
 
@@ -38,15 +40,15 @@ def _labels(y: np.ndarray, n_classes: int | None = None, name: str = "y") -> np.
     """Validate a 1-d integer label vector (and its range when n_classes is given)."""
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-d array of labels, got shape {y.shape}")
+        raise ConfigError(f"{name} must be a 1-d array of labels, got shape {y.shape}")
     if y.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer labels, got dtype {y.dtype}")
+        raise ConfigError(f"{name} must hold integer labels, got dtype {y.dtype}")
     if n_classes is not None:
         if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+            raise ConfigError(f"n_classes must be >= 1, got {n_classes}")
         if y.size and (y.min() < 0 or y.max() >= n_classes):
             bad = y[(y < 0) | (y >= n_classes)]
-            raise ValueError(
+            raise ConfigError(
                 f"{name} has {bad.size} labels outside [0, {n_classes}), e.g. {bad[:5].tolist()}"
             )
     return y
@@ -69,9 +71,9 @@ def scale_images(X: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
     """
     X = np.asarray(X)
     if X.dtype != np.uint8:
-        raise ValueError(f"scale_images expects uint8 images (0..255), got dtype {X.dtype}")
+        raise ConfigError(f"scale_images expects uint8 images (0..255), got dtype {X.dtype}")
     if X.ndim < 2:
-        raise ValueError(f"scale_images expects (N, H, W) or (N, D) images, got shape {X.shape}")
+        raise ConfigError(f"scale_images expects (N, H, W) or (N, D) images, got shape {X.shape}")
     out = X.reshape(len(X), -1).astype(_float_dtype(dtype))
     out /= 255
     return out
@@ -109,7 +111,7 @@ class StandardScaler:
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"StandardScaler expects a 2-d (N, D) array, got shape {X.shape}; "
                 f"flatten images first (e.g. scale_images)"
             )
@@ -119,7 +121,7 @@ class StandardScaler:
         """Compute per-feature mean and standard deviation of ``X`` (N, D)."""
         X = self._check(X)
         if len(X) == 0:
-            raise ValueError("StandardScaler.fit needs at least one row")
+            raise ConfigError("StandardScaler.fit needs at least one row")
         # float64 statistics: float32 sums over 60000 rows lose digits.
         mean = X.mean(axis=0, dtype=np.float64)
         std = X.std(axis=0, dtype=np.float64)
@@ -137,10 +139,10 @@ class StandardScaler:
 
     def _check_fitted(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):
-            raise ValueError("this StandardScaler is not fitted yet; call fit(X_train) first")
+            raise ConfigError("this StandardScaler is not fitted yet; call fit(X_train) first")
         X = self._check(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(
+            raise ConfigError(
                 f"X has {X.shape[1]} features, the scaler was fitted on {self.n_features_in_}"
             )
         return X
@@ -190,9 +192,9 @@ def standardize_per_image(
     """
     X = np.asarray(X)
     if X.ndim < 2:
-        raise ValueError(f"expected (N, ...) images, got shape {X.shape}")
+        raise ConfigError(f"expected (N, ...) images, got shape {X.shape}")
     if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+        raise ConfigError(f"eps must be > 0, got {eps}")
     out = X.astype(_float_dtype(dtype))
     axes = tuple(range(1, X.ndim))
     out -= out.mean(axis=axes, keepdims=True)
@@ -224,7 +226,7 @@ def one_hot(y: np.ndarray, n_classes: int, dtype: DTypeLike = np.float32) -> np.
 
 def _check_fraction(val_fraction: float) -> None:
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
 
 
 def stratified_split(
@@ -258,7 +260,7 @@ def stratified_split(
     n = y.size
     n_val = round(val_fraction * n)
     if not 0 < n_val < n:
-        raise ValueError(
+        raise ConfigError(
             f"val_fraction={val_fraction} of {n} samples leaves an empty training or validation set"
         )
     rng = np.random.default_rng(seed)
@@ -302,18 +304,18 @@ def kfold_indices(
         sizes differ by at most one.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise ValueError(f"n must be an int, got {n!r}")
+        raise ConfigError(f"n must be an int, got {n!r}")
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise ValueError(f"k must be an int, got {k!r}")
+        raise ConfigError(f"k must be an int, got {k!r}")
     if k < 2 or k > n:
-        raise ValueError(f"k must satisfy 2 <= k <= n (n={n}), got k={k}")
+        raise ConfigError(f"k must satisfy 2 <= k <= n (n={n}), got k={k}")
     rng = np.random.default_rng(seed)
     if y is None:
         order = rng.permutation(n)
     else:
         y = _labels(y)
         if y.size != n:
-            raise ValueError(f"y has {y.size} labels, expected n={n}")
+            raise ConfigError(f"y has {y.size} labels, expected n={n}")
         # Shuffle, then group by class (stable), then deal round-robin: each class's
         # members land in consecutive folds, so its count per fold differs by <= 1.
         shuffled = rng.permutation(n)
@@ -355,18 +357,18 @@ def class_subset(
     X = np.asarray(X)
     y = _labels(y)
     if len(X) != y.size:
-        raise ValueError(f"X has {len(X)} samples but y has {y.size}")
+        raise ConfigError(f"X has {len(X)} samples but y has {y.size}")
     if y.size and y.min() < 0:
-        raise ValueError(f"y has negative labels, e.g. {y[y < 0][:5].tolist()}")
+        raise ConfigError(f"y has negative labels, e.g. {y[y < 0][:5].tolist()}")
     classes = [int(c) for c in classes]
     if not classes:
-        raise ValueError("classes must name at least one class")
+        raise ConfigError("classes must name at least one class")
     if len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct, got {classes}")
+        raise ConfigError(f"classes must be distinct, got {classes}")
     present = set(np.unique(y).tolist())
     absent = [c for c in classes if c not in present]
     if absent:
-        raise ValueError(f"classes {absent} have no samples in y")
+        raise ConfigError(f"classes {absent} have no samples in y")
     mask = np.isin(y, classes)
     lookup = np.zeros(max(max(classes), int(y.max())) + 1, dtype=y.dtype)
     lookup[classes] = np.arange(len(classes))
@@ -393,5 +395,5 @@ def one_vs_rest(y: np.ndarray, positive_class: int, dtype: DTypeLike | None = No
     y = _labels(y)
     positive_class = int(positive_class)
     if positive_class < 0:
-        raise ValueError(f"positive_class must be >= 0, got {positive_class}")
+        raise ConfigError(f"positive_class must be >= 0, got {positive_class}")
     return (y == positive_class).astype(y.dtype if dtype is None else dtype)

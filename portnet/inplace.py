@@ -1,0 +1,92 @@
+"""In-place updates as a capability of the array library, decided here and nowhere else.
+
+NumPy, CuPy and torch arrays may be mutated (``p -= g``), which saves one
+parameter-sized temporary per operation; the standard does not promise it (JAX
+arrays are immutable, array-api-strict forbids some in-place forms), so there the
+same formula rebinds (``p = p - g``). :class:`Updates` writes each formula once
+in either mode, much as array-api-extra's ``at`` does for indexed assignment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sync_free import family
+
+_MUTABLE_FAMILIES = ("numpy", "cupy", "torch")
+
+
+def supports_inplace(xp: Any) -> bool:
+    """Whether arrays of namespace ``xp`` may be updated in place."""
+    return family(xp) in _MUTABLE_FAMILIES
+
+
+def resolve_inplace(xp: Any, override: bool | None = None) -> bool:
+    """The in-place decision for ``xp``: ``override`` when given, else the capability.
+
+    Forcing ``True`` on a library without the capability is refused: it would
+    fail deep inside a step.
+    """
+    capable = supports_inplace(xp)
+    if override is None:
+        return capable
+    if override and not capable:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"in-place updates were forced but {getattr(xp, '__name__', xp)} arrays cannot be "
+            "updated in place; leave inplace=None to let portnet decide."
+        )
+    return bool(override)
+
+
+class Updates:
+    """Update-or-rebind arithmetic: each method returns the result, which is its first
+    argument mutated when ``inplace`` and a new array otherwise.
+
+    Only pass arrays the caller owns as the first argument (optimizer buffers,
+    parameters, gradients it may consume, or a layer's fresh output).
+    """
+
+    __slots__ = ("inplace",)
+
+    def __init__(self, inplace: bool):
+        self.inplace = bool(inplace)
+
+    def add(self, x: Any, y: Any) -> Any:
+        if self.inplace:
+            x += y
+            return x
+        return x + y
+
+    def sub(self, x: Any, y: Any) -> Any:
+        if self.inplace:
+            x -= y
+            return x
+        return x - y
+
+    def mul(self, x: Any, y: Any) -> Any:
+        if self.inplace:
+            x *= y
+            return x
+        return x * y
+
+    def div(self, x: Any, y: Any) -> Any:
+        if self.inplace:
+            x /= y
+            return x
+        return x / y
+
+    def assign(self, scratch: Any, value: Any) -> Any:
+        """``value`` copied into ``scratch`` (in place), or ``value`` itself (rebinding)."""
+        if self.inplace:
+            scratch[...] = value
+            return scratch
+        return value
+
+    def __repr__(self) -> str:
+        return f"Updates(inplace={self.inplace})"
+
+
+#: The two modes, made once: a step asks for them many times.
+UPDATES = {True: Updates(True), False: Updates(False)}
