@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import portnet as pn
+from experiments.common import Number, check_output_dir, check_output_file, fail, run_cli
 
 from . import counters, report
 from .implementations import IMPLEMENTATIONS, BenchData, Implementation
@@ -66,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs",
-        type=int,
+        type=Number(low=1, integer=True).arg,
         default=1,
         help="timed epochs per repeat; the reported time is per epoch (default 1)",
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=Number(low=1, integer=True).arg,
         help="interleaved repeats; median, min and max are over these (default 5, quick 1)",
     )
     parser.add_argument(
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--train-size",
-        type=int,
+        type=Number(low=1, integer=True).arg,
         metavar="N",
         help="train on the first N training images (default: all of the dataset)",
     )
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=Number(low=1, integer=True).arg,
         metavar="N",
         help=(
             "limit every BLAS and OpenMP pool (threadpoolctl) and torch.set_num_threads to N "
@@ -149,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the initial weights and shuffles (default 0)"
+        "--seed",
+        type=Number(low=0, integer=True).arg,
+        default=0,
+        help="seed of the initial weights and shuffles (default 0)",
     )
     return parser
 
@@ -198,6 +202,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.name is None:
         args.name = args.json.stem if args.json else "epoch_time" + ("_quick" if args.quick else "")
     args.json = args.json or args.out / f"{args.name}.json"
+    check_output_dir(args.out, "--out")
+    check_output_file(args.json, "--json")
     return args
 
 
@@ -209,7 +215,7 @@ def load_data(dataset: str, train_size: int | None) -> BenchData:
     X, y = scale_images(ds.X_train), np.asarray(ds.y_train, dtype=np.int64)
     if train_size is not None:
         if train_size > X.shape[0]:
-            sys.exit(f"--train-size {train_size} is more than the {X.shape[0]} images of {dataset}")
+            fail(f"--train-size {train_size} is more than the {X.shape[0]} images of {dataset}.")
         X, y = X[:train_size], y[:train_size]
     return BenchData(np.ascontiguousarray(X), np.ascontiguousarray(y), ds.n_classes)
 
@@ -438,4 +444,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, sys.argv[1:])

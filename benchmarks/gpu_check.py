@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 import portnet as pn
+from experiments.common import Number, check_output_file, run_cli
 from portnet.errors import BackendError
 from portnet.io import atomic_write_bytes
 from portnet.testing.audit import audit_torch
@@ -378,27 +379,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-benchmark", action="store_true", help="leave out epoch times")
     parser.add_argument(
         "--test-timeout",
-        type=float,
+        type=Number(low=0, low_open=True).arg,
         default=240,
         help="seconds the gpu tests may take before they are stopped (default 240)",
     )
     parser.add_argument(
         "--spin",
-        type=float,
+        type=Number(low=0, low_open=True).arg,
         default=0.2,
         help="seconds the CuPy spin kernel keeps the GPU busy before a watched step (default 0.2)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed repeats per implementation (default 3)"
+        "--repeats",
+        type=Number(low=1, integer=True).arg,
+        default=3,
+        help="timed repeats per implementation (default 3)",
     )
     parser.add_argument(
-        "--train-size", type=int, help="train the benchmark on the first N images (default all)"
+        "--train-size",
+        type=Number(low=1, integer=True).arg,
+        help="train the benchmark on the first N images (default all)",
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_file(args.out, "--out")
     start = time.perf_counter()
     working, missing = available_gpu_backends()
     if not working:
@@ -440,4 +447,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, sys.argv[1:])

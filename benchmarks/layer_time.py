@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import portnet as pn
+from experiments.common import Number, check_output_file, run_cli
 
 from .workloads import WORKLOADS
 
@@ -36,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--backend", default="numpy", help="portnet backend (default numpy)")
     parser.add_argument("--device", help="device of the backend (default: its own)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
+    count = Number(low=1, integer=True).arg
+    parser.add_argument("--batch-size", type=count, default=128, help="images per step (128)")
     parser.add_argument(
-        "--steps", type=int, default=10, help="timed steps after one warm-up step (10)"
+        "--steps", type=count, default=10, help="timed steps after one warm-up step (10)"
     )
-    parser.add_argument("--threads", type=int, help="limit BLAS/OpenMP/torch threads to N")
+    parser.add_argument("--threads", type=count, help="limit BLAS/OpenMP/torch threads to N")
     parser.add_argument("--out", help="also write the Markdown table to this file")
     return parser
 
@@ -137,8 +139,8 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.steps < 1 or (args.threads is not None and args.threads < 1):
-        sys.exit("--batch-size, --steps and --threads must be at least 1")
+    if args.out:
+        check_output_file(args.out, "--out")
     backend = pn.get_backend(args.backend, args.device)
     restore_threads = pn.limit_threads(args.threads)
     workload = WORKLOADS[args.workload]
@@ -160,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, sys.argv[1:])

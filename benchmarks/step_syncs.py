@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.common import check_output_file, run_cli
 from portnet.io import atomic_write_bytes
 from portnet.testing.audit import audit_emulated_cupy, audit_torch
 from portnet.testing.options import OPTIONS
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the Markdown table (default benchmarks/results/step_syncs.md)",
     )
     args = parser.parse_args(argv)
+    check_output_file(args.out, "--out")
     try:
         import torch  # noqa: F401
 
@@ -74,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main, sys.argv[1:])

@@ -12,6 +12,7 @@ curves.png, confusion.png and misclassified.png to --out.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,12 @@ import numpy as np
 import portnet as pn
 from experiments.common import (
     THREADS_HELP,
+    Choice,
+    Kind,
+    Number,
     apply_normalization,
+    check_options,
+    check_output_dir,
     default_out_dir,
     fail,
     load_config_file,
@@ -67,6 +73,41 @@ DEFAULTS = {
     "out": None,
     "plots": True,
 }
+
+# What each option accepts; flags and config-file values are checked against the same
+# rules before any data is loaded. ``hidden`` is checked by parse_int_list, ``layers``
+# by build_layers.
+RULES = {
+    "backend": Kind((str,), optional=True),
+    "device": Kind((str,), optional=True),
+    "dtype": Choice(("float32", "float64")),
+    "threads": Number(low=1, integer=True, optional=True),
+    "dataset": Kind((str,)),
+    "data_dir": Kind((str,), optional=True),
+    "normalize": Choice(("scale", "feature", "image")),
+    "model": Choice(("mlp", "cnn", "layers")),
+    "layers": Kind((list,), optional=True),
+    "activation": Choice(("relu", "leaky_relu", "tanh", "sigmoid")),
+    "dropout": Number(low=0, high=1, high_open=True),
+    "optimizer": Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam")),
+    "lr": Number(low=0, low_open=True),
+    "momentum": Number(low=0, high=1, high_open=True),
+    "schedule": Choice(("constant", "cosine", "step")),
+    "batch_size": Number(low=1, integer=True),
+    "epochs": Number(low=1, integer=True),
+    "l1": Number(low=0),
+    "l2": Number(low=0),
+    "weight_decay": Number(low=0),
+    "patience": Number(low=1, integer=True, optional=True),
+    "val_fraction": Number(low=0, high=1, low_open=True, high_open=True),
+    "seed": Number(low=0, integer=True),
+    "train_size": Number(low=20, integer=True, optional=True),
+    "out": Kind((str,), optional=True),
+    "plots": Kind((bool,)),
+}
+
+# Options that only shape the built-in MLP: a layer list would leave them unused.
+MLP_OPTIONS = ("hidden", "activation", "dropout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,13 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--train-size",
-        type=int,
+        type=RULES["train_size"].arg,
         metavar="N",
         help="use only the first N training images (before the validation split)",
     )
     g.add_argument(
         "--val-fraction",
-        type=float,
+        type=RULES["val_fraction"].arg,
         help="share of the training images held out, "
         f"stratified, for validation and early stopping (default {DEFAULTS['val_fraction']})",
     )
@@ -133,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=["mlp", "cnn"],
         help="mlp (--hidden, --activation, --dropout) or cnn (the layer list of "
-        f"experiments/configs/cnn.yaml, or of --config's 'layers'; default {DEFAULTS['model']})",
+        f"experiments/configs/cnn.yaml, or of --config's 'layers'; default {DEFAULTS['model']}). "
+        "A config file's 'layers' list, when given, is the network for any model",
     )
     g.add_argument(
         "--hidden",
@@ -149,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--dropout",
-        type=float,
+        type=RULES["dropout"].arg,
         help=f"dropout rate after each hidden layer (default {DEFAULTS['dropout']})",
     )
     g = p.add_argument_group("training")
@@ -158,10 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["sgd", "momentum", "nesterov", "rmsprop", "adam"],
         help=f"default {DEFAULTS['optimizer']}",
     )
-    g.add_argument("--lr", type=float, help=f"initial learning rate (default {DEFAULTS['lr']})")
+    g.add_argument(
+        "--lr", type=RULES["lr"].arg, help=f"initial learning rate (default {DEFAULTS['lr']})"
+    )
     g.add_argument(
         "--momentum",
-        type=float,
+        type=RULES["momentum"].arg,
         help=f"momentum gamma for momentum/nesterov (default {DEFAULTS['momentum']})",
     )
     g.add_argument(
@@ -170,20 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning-rate schedule over the epochs; step halves it every "
         f"quarter of the run (default {DEFAULTS['schedule']})",
     )
-    g.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
-    g.add_argument("--epochs", type=int, help=f"default {DEFAULTS['epochs']}")
-    g.add_argument("--l1", type=float, help="L1 penalty on the weights (default 0)")
-    g.add_argument("--l2", type=float, help="L2 penalty on the weights (default 0)")
-    g.add_argument("--weight-decay", type=float, help="decoupled weight decay (default 0)")
+    g.add_argument(
+        "--batch-size", type=RULES["batch_size"].arg, help=f"default {DEFAULTS['batch_size']}"
+    )
+    g.add_argument("--epochs", type=RULES["epochs"].arg, help=f"default {DEFAULTS['epochs']}")
+    g.add_argument("--l1", type=RULES["l1"].arg, help="L1 penalty on the weights (default 0)")
+    g.add_argument("--l2", type=RULES["l2"].arg, help="L2 penalty on the weights (default 0)")
+    g.add_argument(
+        "--weight-decay", type=RULES["weight_decay"].arg, help="decoupled weight decay (default 0)"
+    )
     g.add_argument(
         "--patience",
-        type=int,
+        type=RULES["patience"].arg,
         help="early stopping: stop after this many epochs "
         "without a lower validation loss and keep the best weights (default: off)",
     )
     g.add_argument(
         "--seed",
-        type=int,
+        type=RULES["seed"].arg,
         help=f"seeds initialisation, split, shuffling and dropout (default {DEFAULTS['seed']})",
     )
     g = p.add_argument_group("output")
@@ -238,19 +286,44 @@ def load_data(config: dict):
     )
 
 
-def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
-    """Load a run's model onto ``backend`` and print its test accuracy and the one recorded."""
+def _read_run_file(run_dir: Path, name: str):
+    """A JSON file or the .npz statistics of a run folder; exits 2 if missing or damaged."""
     import json
 
+    path = run_dir / name
+    if not path.is_file():
+        fail(f"{run_dir} has no {name}: give a folder that a finished training run wrote (--out).")
+    try:
+        if name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        fail(f"{path} cannot be read ({exc}); it is damaged: train the run again.")
+    if not isinstance(value, dict):
+        fail(f"{path} does not hold a mapping; it is damaged: train the run again.")
+    return value
+
+
+def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
+    """Load a run's model onto ``backend`` and print its test accuracy and the one recorded."""
     from portnet.data import load_dataset
 
+    if not run_dir.is_dir():
+        fail(f"--evaluate {run_dir} is not a folder: give the folder a training run wrote (--out).")
     if not (run_dir / "model.npz").is_file():
         fail(f"{run_dir} has no model.npz: give the folder a training run wrote (--out).")
-    config = json.loads((run_dir / "config.json").read_text())
-    recorded = json.loads((run_dir / "metrics.json").read_text())
-    with np.load(run_dir / "preprocessing.npz", allow_pickle=False) as data:
-        stats = {key: data[key] for key in data.files}
-    dataset = load_dataset(config["dataset"], data_dir=config["data_dir"])
+    config = _read_run_file(run_dir, "config.json")
+    recorded = _read_run_file(run_dir, "metrics.json")
+    stats = _read_run_file(run_dir, "preprocessing.npz")
+    missing = [k for k in ("dataset", "normalize") if k not in config]
+    missing += [k for k in ("backend", "test_accuracy", "test_loss") if k not in recorded]
+    if missing:
+        fail(
+            f"{run_dir}: config.json or metrics.json lacks {', '.join(missing)}; "
+            "train the run again."
+        )
+    dataset = load_dataset(config["dataset"], data_dir=config.get("data_dir"))
     X_test = apply_normalization(dataset.X_test, config["normalize"], stats)
     model = pn.Model.load(run_dir / "model.npz", backend=backend)
     result = model.evaluate(X_test, dataset.y_test.astype(np.int64))
@@ -262,27 +335,131 @@ def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
     )
 
 
+def resolve_config(args: argparse.Namespace) -> dict:
+    """Defaults < config file < flags, every value checked; exits 2 naming any bad one.
+
+    A ``layers:`` list in the config file is the network, whatever the model: with it,
+    ``model`` is ``cnn`` (if asked for) or ``layers``; ``model: mlp`` or MLP options
+    (--hidden, --activation, --dropout) that differ from the defaults are refused, since
+    they would be ignored. ``--model cnn`` without a list takes experiments/configs/cnn.yaml.
+    """
+    file_config = load_config_file(args.config) if args.config else {}
+    where = f"config file {args.config}"
+    check_options(file_config, RULES, where)
+    if "hidden" in file_config:
+        try:
+            file_config["hidden"] = parse_int_list(file_config["hidden"])
+        except argparse.ArgumentTypeError as exc:
+            fail(f"{where}: hidden: {exc}. Fix the value and run again.")
+    model = args.model or file_config.get("model")
+    if file_config.get("layers") is not None:
+        if model == "mlp":
+            source = "--model mlp" if args.model else f"model: mlp in {args.config}"
+            fail(
+                f"{source} builds the MLP of --hidden, but {args.config} also gives a layers: "
+                "list, which would be ignored. Remove one of them: without model: mlp the "
+                "list is the network."
+            )
+        model = model or "layers"
+    elif model == "layers":
+        fail(f"model: layers needs a layers: list in the config file ({where} has none).")
+    elif model == "cnn":
+        # --model cnn alone: the measured CNN configuration, under the file and the flags.
+        file_config = {**load_config_file(CNN_CONFIG), **file_config}
+    if model is not None:
+        file_config["model"] = model
+    config = merge_config(DEFAULTS, file_config, args)
+    if config["layers"] is not None:
+        unused = [key for key in MLP_OPTIONS if config[key] != DEFAULTS[key]]
+        if unused:
+            flags = ", ".join(f"{key} ({config[key]!r})" for key in unused)
+            fail(
+                f"{flags} shape the built-in MLP, but this run's network is the layers: list "
+                f"of {args.config or CNN_CONFIG}, so they would be ignored. Remove them, or "
+                "change the list (e.g. its Dense widths or a Dropout layer's rate)."
+            )
+        build_layers(config["layers"], where if args.config else str(CNN_CONFIG))
+    if config["plots"] and importlib.util.find_spec("matplotlib") is None:
+        fail('the plots need matplotlib: pip install "portnet[plots]", or pass --no-plots.')
+    if config["data_dir"] is not None and not Path(config["data_dir"]).is_dir():
+        fail(f"--data-dir {config['data_dir']} is not a folder; give the folder of the IDX files.")
+    return config
+
+
+def _layer_classes() -> dict[str, type]:
+    found, todo = {}, [pn.Layer]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if not sub.__name__.startswith("_"):
+                found[sub.__name__] = sub
+            todo.append(sub)
+    return found
+
+
+def build_layers(specs, where: str) -> pn.Sequential:
+    """The network of a ``layers:`` list; exits 2 naming the entry that is wrong and why."""
+    if not isinstance(specs, list) or not specs:
+        fail(
+            f"{where}: layers must be a non-empty list of {{class: Name, config: {{...}}}} "
+            f"entries, got {specs!r}."
+        )
+    known = _layer_classes()
+    for number, spec in enumerate(specs, 1):
+        head = f"{where}: layer {number} of the layers list"
+        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
+            fail(f"{head} must be {{class: Name, config: {{...}}}}, got {spec!r}.")
+        extra = sorted(set(spec) - {"class", "config"})
+        if extra:
+            fail(
+                f"{head} ({spec['class']}) has unknown key(s) {', '.join(extra)}; "
+                "a layer takes only class and config."
+            )
+        if spec["class"] not in known:
+            fail(
+                f"{head}: unknown layer class {spec['class']!r}; known layers: "
+                f"{', '.join(sorted(known))}."
+            )
+        config = spec.get("config")
+        if config is not None and not isinstance(config, dict):
+            fail(f"{head} ({spec['class']}): config must be a mapping, got {config!r}.")
+        try:
+            pn.Sequential([spec])
+        except (pn.PortnetError, TypeError, ValueError) as exc:
+            fail(f"{head} ({spec['class']}): {exc}. Fix the layer's config and run again.")
+    return pn.Sequential(specs)
+
+
+def check_layers_fit(model: pn.Model, layers: pn.Sequential, X, y, n_classes: int, where) -> None:
+    """Run a user-given layer list on two training images before training; exit 2 if it
+    cannot take them or does not end in one output per class."""
+    if layers.n_out is not None and layers.n_out != n_classes:
+        fail(
+            f"the layers list of {where} ends in {layers.n_out} outputs but the data has "
+            f"{n_classes} classes; make the last Dense layer's n_out {n_classes}."
+        )
+    try:
+        model.evaluate(X[:2], y[:2])
+    except Exception as exc:  # the user's layers on real data: report any failure
+        fail(
+            f"the layers list of {where} does not fit the data ({X.shape[1]} features per "
+            f"image, {n_classes} classes): {exc}. Fix the list (input shape, widths) and run "
+            "again."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    file_config = load_config_file(args.config) if args.config else {}
     if args.evaluate:
         evaluate_run(Path(args.evaluate), pn.get_backend(args.backend, args.device))
         return 0
-    if (args.model or file_config.get("model")) == "cnn" and "layers" not in file_config:
-        # --model cnn alone: the measured CNN configuration, under the file and the flags.
-        file_config = {**load_config_file(CNN_CONFIG), **file_config}
-    config = merge_config(DEFAULTS, file_config, args)
-    if isinstance(config["hidden"], str | int):
-        config["hidden"] = parse_int_list(str(config["hidden"]))
+    config = resolve_config(args)
+    out = Path(config["out"]) if config["out"] else default_out_dir("fashion")
+    check_output_dir(out, "--out")
     threads = config["threads"]
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-    ):
-        fail(f"threads must be a whole number of at least 1, got {threads!r}")
     backend = pn.get_backend(config["backend"], config["device"])
     pn.limit_threads(threads)  # after the backend import: threadpoolctl sees its BLAS
-    out = Path(config["out"]) if config["out"] else default_out_dir("fashion")
     config.update(backend=backend.name, device=backend.device_name, out=str(out))
     print(
         f"portnet {pn.__version__}  backend {backend.name}  device {backend.device_name}  "
@@ -295,11 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(val[0])} validation, {len(test[0])} test images "
         f"({config['normalize']} normalisation)"
     )
-    if config["model"] == "cnn":
-        # Layers as saved models describe them ({class, config}); the first, Reshape,
-        # turns the flat 784-pixel rows into 1x28x28 images, so data stays 2-D.
+    if config["layers"] is not None:
+        # Layers as saved models describe them ({class, config}); in the CNN the first,
+        # Reshape, turns the flat 784-pixel rows into 1x28x28 images, so data stays 2-D.
         layers = pn.Sequential(config["layers"])
-        description = f"CNN ({len(layers.layers)} layers)"
+        kind = "CNN" if config["model"] == "cnn" else "layer list"
+        description = f"{kind} ({len(layers.layers)} layers)"
         summary = description
     else:
         sizes = [train[0].shape[1], *config["hidden"], dataset.n_classes]
@@ -315,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         dtype=config["dtype"],
         seed=config["seed"],
     )
+    if config["layers"] is not None:
+        check_layers_fit(model, layers, *train, dataset.n_classes, args.config or CNN_CONFIG)
     print(
         f"model    {summary}, {model.optimizer!r}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs"
