@@ -86,7 +86,7 @@ def _yaml_layers(path: Path) -> tuple[dict[str, Any], ...]:
 
     layers = (yaml.safe_load(path.read_text()) or {}).get("layers")
     if not layers:
-        raise ValueError(f"{path} has no 'layers' list")
+        raise pn.ConfigError(f"{path} has no 'layers' list")
     return tuple(layers)
 
 

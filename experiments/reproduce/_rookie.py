@@ -123,7 +123,7 @@ def build_rookie(config: dict[str, Any], n_in: int, n_classes: int) -> pn.Model:
     forms = {"half": 1.0, "full": 2.0}
     form = config.get("l2_form", "half")
     if form not in forms:
-        raise ValueError(f"l2_form must be 'half' or 'full', got {form!r}")
+        raise pn.ConfigError(f"l2_form must be 'half' or 'full', got {form!r}")
     layers = pn.mlp(sizes, "relu", init="he")
     if config.get("batch_norm_input"):
         layers = [BatchInputNorm(), *layers]

@@ -82,7 +82,7 @@ def train_and_evaluate(
     start = time.perf_counter()
     model = pn.Model(layers, optimizer=optimizer, l1=l1, l2=l2, backend=ctx.backend, seed=seed)
     if monitor not in ("val_loss", "val_accuracy"):
-        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
+        raise pn.ConfigError(f"monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
     by_accuracy = monitor == "val_accuracy" and patience is not None
     history = model.fit(
         X_tr,

@@ -34,6 +34,7 @@ from typing import Any
 from experiments.common import write_json
 from experiments.reproduce._rookie import ROOKIE_DEFAULTS, ROOKIE_EXTRAS, train_rookie
 from experiments.reproduce.results import Claim
+from portnet.errors import ConfigError
 
 PAPER_TEST = 89.84
 PAPER_VAL = 91.38
@@ -109,7 +110,7 @@ def load_s3_config(path: str | None = None) -> dict[str, Any]:
     values.pop("quick", None)
     unknown = sorted(set(values) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown option(s) in {file}: {', '.join(unknown)}")
+        raise ConfigError(f"unknown option(s) in {file}: {', '.join(unknown)}")
     return {**DEFAULTS, **values}
 
 

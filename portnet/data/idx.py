@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portnet.errors import PortnetError
+from portnet.errors import InputError, PortnetError
 
 __all__ = ["DatasetError", "IDX_DTYPES", "decompress", "parse_idx", "read_idx", "write_idx"]
 
@@ -175,7 +175,7 @@ def _dtype_code(dtype: np.dtype) -> int:
         if dtype.kind == idx_dtype.kind and dtype.itemsize == idx_dtype.itemsize:
             return code
     known = ", ".join(d.newbyteorder("=").name for d in IDX_DTYPES.values())
-    raise ValueError(f"IDX cannot store dtype {dtype}; supported: {known}")
+    raise InputError(f"IDX cannot store dtype {dtype}; supported: {known}")
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> Path:
@@ -204,9 +204,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
     path = Path(path)
     array = np.asarray(array)
     if array.ndim == 0 or array.ndim > 255:
-        raise ValueError(f"IDX stores arrays with 1 to 255 dimensions, got {array.ndim}")
+        raise InputError(f"IDX stores arrays with 1 to 255 dimensions, got {array.ndim}")
     if any(d >= 2**32 for d in array.shape):
-        raise ValueError(f"IDX dimensions must fit in uint32, got shape {array.shape}")
+        raise InputError(f"IDX dimensions must fit in uint32, got shape {array.shape}")
     code = _dtype_code(array.dtype)
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
