@@ -1,0 +1,70 @@
+"""Sweeps: a training run as plain data, one function that runs it, and a runner.
+
+A sweep configuration is JSON-like data, never code::
+
+    {"layers": [{"class": "Dense", "config": {"n_in": 784, "n_out": 10}}],
+     "optimizer": {"class": "SGD", "config": {"lr": {"class": "StepDecay", ...}}},
+     "data": {"dataset": "fashion_mnist", "normalize": "feature", "val_size": 5000},
+     "epochs": 5, "batch_size": 512, "l2": 1e-3, "backend": "numpy",
+     "tags": {"lr": 0.2}}
+
+(every key is listed in :data:`DEFAULTS`; ``tags`` are free labels for tables and
+do not change the training). :func:`train_config` builds the model from it, loads
+the data through :mod:`portnet.data`, trains, evaluates and writes
+``<out>/<id>.json`` atomically, so a Dask worker needs only ``pip install
+"portnet[dask]"`` and the data set, not the code that made the configuration.
+
+:func:`run_sweep` runs many: in this process, in a pool of processes, or as one
+Dask task per configuration (key ``portnet-sweep-<out hash>-<id>``, so two drivers
+sharing a scheduler never train a configuration twice; ``resources={"GPU": 1}`` for
+GPU backends; ``retries``). Everything it can check, it checks before the first
+configuration starts: every configuration, the output folder, the scheduler and
+what each worker can load and write. Finished configurations (their result file
+exists) are skipped, so a killed sweep resumes where it stopped. Each start and
+finish is appended to ``<out>/sweep-log.jsonl`` (host, pid, time).
+"""
+
+from .runner import Progress, check_output_folder, probe_worker, run_sweep
+from .task import (
+    DATA_DEFAULTS,
+    DEFAULTS,
+    LOG_NAME,
+    SweepError,
+    build_model,
+    config_id,
+    config_seed,
+    expand_grid,
+    fit_config,
+    load_results,
+    needs_gpu,
+    normalize_config,
+    prepare_config_data,
+    result_path,
+    task_key,
+    top_k,
+    train_config,
+)
+
+__all__ = [
+    "DATA_DEFAULTS",
+    "DEFAULTS",
+    "LOG_NAME",
+    "Progress",
+    "SweepError",
+    "build_model",
+    "check_output_folder",
+    "config_id",
+    "config_seed",
+    "expand_grid",
+    "fit_config",
+    "load_results",
+    "needs_gpu",
+    "normalize_config",
+    "prepare_config_data",
+    "probe_worker",
+    "result_path",
+    "run_sweep",
+    "task_key",
+    "top_k",
+    "train_config",
+]
