@@ -600,9 +600,12 @@ def test_regularizer_matches_torch_autograd(backend64, name):
     np.testing.assert_allclose(b.to_numpy(grad), Wt.grad.numpy(), **tol)
 
 
-def test_regularizer_rejects_negative_strength():
-    with pytest.raises(ValueError, match=">= 0"):
+def test_regularizer_rejects_bad_strength():
+    with pytest.raises(pn.ConfigError, match=r"L2 strength must be in \[0, inf\], got -1.0"):
         pn.L2(-1.0)
+    with pytest.raises(pn.ConfigError, match="L1 strength must be finite"):
+        pn.L1(float("nan"))
+    assert pn.L1(0.0).lam == 0.0  # the boundary is allowed
 
 
 # -- model-level gradient check and its table --------------------------------------------
