@@ -89,8 +89,15 @@ def test_model_with_flip_trains_saves_and_reloads(numpy_backend, tmp_path):
     model = pn.Model(layers, optimizer=pn.Adam(1e-2), backend=numpy_backend, seed=0)
     history = model.fit(X, y, epochs=5, batch_size=20, verbose=0)
     assert history.history["train_loss"][-1] < history.history["train_loss"][0]
-    # Inference ignores the flip: predictions are deterministic.
-    np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X))
+    # Inference ignores the flip: the probabilities are those of the Dense layer on the
+    # unflipped images, softmax(X W + b); mirrored images give different ones.
+    dense = model.get_weights()[3]
+    logits = X.astype(np.float64) @ dense["W"] + dense["b"]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+    mirrored = X.reshape(-1, 1, 4, 4)[..., ::-1].reshape(-1, 16)
+    assert not np.allclose(model.predict_proba(mirrored), expected, atol=1e-3)
     model.save(tmp_path / "m.npz")
     loaded = pn.Model.load(tmp_path / "m.npz", backend=numpy_backend)
     assert isinstance(loaded.network.layers[1], pn.RandomFlip)

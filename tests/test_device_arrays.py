@@ -26,9 +26,24 @@ def test_plots_take_device_arrays(backend, data, tmp_path):
     X_dev, y_dev = backend.asarray(X), backend.asarray(y)
     predicted = model.predict(X_dev)
     cm = pn.confusion_matrix(y_dev, predicted, 3)
-    assert plot_confusion(cm, ["a", "b", "c"], tmp_path / "cm.png").stat().st_size > 0
-    path = plot_misclassified(X_dev, y_dev, predicted, ["a", "b", "c"], tmp_path / "wrong.png")
-    assert path.stat().st_size > 0
+    names = ["a", "b", "c"]
+    # The same pixels as the plots of the host copies: the device arrays were read, not
+    # merely accepted.
+    host_pred, host_cm = backend.to_numpy(predicted), backend.to_numpy(cm)
+    assert 0 < np.sum(host_pred != y) < len(y)  # some images to show as misclassified
+    pairs = [
+        (
+            plot_confusion(cm, names, tmp_path / "cm.png"),
+            plot_confusion(host_cm, names, tmp_path / "cm_h.png"),
+        ),
+        (
+            plot_misclassified(X_dev, y_dev, predicted, names, tmp_path / "wrong.png"),
+            plot_misclassified(X, y, host_pred, names, tmp_path / "wrong_h.png"),
+        ),
+    ]
+    for from_device, from_host in pairs:
+        assert from_device.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert from_device.read_bytes() == from_host.read_bytes(), from_device.name
 
 
 def test_cross_validate_takes_device_arrays(backend, data):

@@ -30,11 +30,21 @@ def test_limits_every_pool_and_restores_them():
 
 
 def test_none_and_zero_leave_the_libraries_alone():
-    before = _pool_threads()
-    for value in (None, 0):
-        restore = pn.limit_threads(value)
-        assert _pool_threads() == before
-        restore()
+    if not threadpool_info():
+        pytest.skip("no BLAS or OpenMP pool that threadpoolctl can see")
+    torch = pytest.importorskip("torch")
+    # A count that neither a limit of 1 nor the machine's default would give.
+    old_torch = torch.get_num_threads()
+    with threadpool_limits(limits=3):
+        torch.set_num_threads(3)
+        try:
+            for value in (None, 0):
+                restore = pn.limit_threads(value)
+                assert (_pool_threads(), torch.get_num_threads()) == ([3], 3), value
+                restore()
+                assert (_pool_threads(), torch.get_num_threads()) == ([3], 3), value
+        finally:
+            torch.set_num_threads(old_torch)
 
 
 def test_negative_count_is_refused():
