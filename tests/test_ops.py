@@ -386,7 +386,9 @@ def test_check_layer_gradients_accepts_sequential(numpy_backend):
     """A Sequential is a Layer, so check_layer_gradients must handle its list of parameter dicts."""
     x_h = away_from_zero(np.random.default_rng(7), (4, 5))
     errors = pn.check_layer_gradients(chain(), x_h, backend=numpy_backend)
-    assert errors and all(err < GRAD_TOL for err in errors.values()), errors
+    # The input and every parameter of the three Dense layers (flattened indices 0, 2, 4).
+    assert set(errors) == {"x", "0.W", "0.b", "2.W", "2.b", "4.W", "4.b"}, errors
+    assert all(err < GRAD_TOL for err in errors.values()), errors
 
 
 # -- losses ------------------------------------------------------------------------

@@ -116,13 +116,16 @@ def test_host_detour_without_linalg(numpy_backend, monkeypatch):
     import array_api_compat
 
     real = array_api_compat.array_namespace
-    monkeypatch.setattr(
-        decomposition.array_api_compat,
-        "array_namespace",
-        lambda *arrays: _NoLinalg(real(*arrays)),
-    )
+    stripped = []  # the namespaces handed to PCA: the detour must really have been taken
+
+    def without_linalg(*arrays):
+        stripped.append(_NoLinalg(real(*arrays)))
+        return stripped[-1]
+
+    monkeypatch.setattr(decomposition.array_api_compat, "array_namespace", without_linalg)
     X = _data(3)
     pca = PCA(3).fit(numpy_backend.asarray(X, "float32"))
+    assert stripped, "PCA did not take its namespace from array_api_compat"
     comps, variance, _, _ = _oracle(X.astype(np.float32), 3)
     assert pca.components_.dtype == np.float32
     np.testing.assert_allclose(pca.components_, comps, atol=2e-3)
