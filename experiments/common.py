@@ -1,6 +1,7 @@
 """What every experiment command shares.
 
-Config files, clean errors, atomic outputs and data preparation.
+Config files, clean errors and atomic outputs (data preparation is
+:func:`portnet.data.prepare.prepare_data`, shared with the sweep workers).
 """
 
 from __future__ import annotations
@@ -342,44 +343,3 @@ THREADS_HELP = (
     "limit BLAS, OpenMP and torch CPU threads to N (default: each library's own, "
     "usually one per core); on a busy or small machine 1 or 2 is steadier and often faster"
 )
-
-
-def prepare_images(
-    X_train: np.ndarray, X_test: np.ndarray, normalize: str
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Flatten uint8 images to float32 rows and normalise them.
-
-    ``normalize``: ``"scale"`` ([0, 1]), ``"feature"`` (z-score per pixel, statistics
-    of the training set only) or ``"image"`` (z-score per image, as study S1).
-    Returns the arrays and the statistics needed to repeat the transform.
-    """
-    from portnet.data import StandardScaler, scale_images, standardize_per_image
-
-    train, test = scale_images(X_train), scale_images(X_test)
-    if normalize == "scale":
-        return train, test, {}
-    if normalize == "feature":
-        scaler = StandardScaler().fit(train)
-        return (
-            scaler.transform(train),
-            scaler.transform(test),
-            {"mean": scaler.mean_, "scale": scaler.scale_},
-        )
-    if normalize == "image":
-        return standardize_per_image(train), standardize_per_image(test), {}
-    fail(f"unknown normalisation {normalize!r}; choose scale, feature or image.")
-    raise AssertionError  # unreachable: fail() exits
-
-
-def apply_normalization(
-    X_images: np.ndarray, normalize: str, stats: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    """Repeat :func:`prepare_images`'s transform on new images with saved statistics."""
-    from portnet.data import scale_images, standardize_per_image
-
-    X = scale_images(X_images)
-    if normalize == "feature":
-        return ((X - stats["mean"]) / stats["scale"]).astype(np.float32)
-    if normalize == "image":
-        return standardize_per_image(X)
-    return X

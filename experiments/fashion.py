@@ -25,7 +25,6 @@ from experiments.common import (
     Choice,
     Kind,
     Number,
-    apply_normalization,
     check_options,
     check_output_dir,
     default_out_dir,
@@ -34,7 +33,6 @@ from experiments.common import (
     merge_config,
     parse_int_list,
     positive_int,
-    prepare_images,
     run_cli,
     write_json,
 )
@@ -161,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size",
         type=RULES["train_size"].arg,
         metavar="N",
-        help="use only the first N training images (before the validation split)",
+        help="use N training images, a stratified random subset (before the validation split)",
     )
     g.add_argument(
         "--val-fraction",
@@ -267,22 +265,22 @@ def make_optimizer(config: dict) -> pn.Optimizer:
 
 
 def load_data(config: dict):
-    from portnet.data import load_dataset, stratified_split
+    from portnet.data.prepare import prepare_data
 
-    dataset = load_dataset(config["dataset"], data_dir=config["data_dir"])
-    X_train, y_train = dataset.X_train, dataset.y_train.astype(np.int64)
-    if config["train_size"]:
-        if config["train_size"] < 20:
-            fail("--train-size must be at least 20 images.")
-        X_train, y_train = X_train[: config["train_size"]], y_train[: config["train_size"]]
-    X_train, X_test, stats = prepare_images(X_train, dataset.X_test, config["normalize"])
-    train_idx, val_idx = stratified_split(y_train, config["val_fraction"], seed=config["seed"])
+    data = prepare_data(
+        config["dataset"],
+        data_dir=config["data_dir"],
+        normalize=config["normalize"],
+        train_size=config["train_size"],
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+    )
     return (
-        dataset,
-        (X_train[train_idx], y_train[train_idx]),
-        (X_train[val_idx], y_train[val_idx]),
-        (X_test, dataset.y_test.astype(np.int64)),
-        stats,
+        data.dataset,
+        (data.X, data.y),
+        (data.X_val, data.y_val),
+        (data.X_test, data.y_test),
+        data.stats,
     )
 
 
@@ -308,6 +306,7 @@ def _read_run_file(run_dir: Path, name: str):
 def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
     """Load a run's model onto ``backend`` and print its test accuracy and the one recorded."""
     from portnet.data import load_dataset
+    from portnet.data.prepare import normalize_images
 
     if not run_dir.is_dir():
         fail(f"--evaluate {run_dir} is not a folder: give the folder a training run wrote (--out).")
@@ -324,7 +323,7 @@ def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
             "train the run again."
         )
     dataset = load_dataset(config["dataset"], data_dir=config.get("data_dir"))
-    X_test = apply_normalization(dataset.X_test, config["normalize"], stats)
+    X_test = normalize_images(dataset.X_test, config["normalize"], stats)
     model = pn.Model.load(run_dir / "model.npz", backend=backend)
     result = model.evaluate(X_test, dataset.y_test.astype(np.int64))
     print(f"model    {run_dir / 'model.npz'} (trained on {recorded['backend']})")

@@ -124,6 +124,6 @@ def test_s4_config_cnn_defaults_to_the_papers_layers_and_off():
 
 
 def s4_config_path():
-    from experiments.reproduce.__main__ import CONFIGS
+    from experiments.reproduce.registry import STUDIES
 
-    return CONFIGS / "s4.yaml"
+    return STUDIES["s4"].config_file

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import math
-import numbers
-import re
 import sys
 import time
 from pathlib import Path
@@ -26,15 +22,12 @@ from experiments.common import (
     check_output_dir,
     default_out_dir,
     fail,
-    load_config_file,
     positive_int,
     run_cli,
     write_json,
 )
-from experiments.reproduce import STUDIES
+from experiments.reproduce.registry import STUDIES, study_config
 from experiments.reproduce.results import write_reproduction_report, write_results
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclasses.dataclass
@@ -64,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce a reference study with portnet: every table and figure it "
         "reports, side by side with the paper's numbers (results.json, results.md, PNGs).",
         epilog="Studies: "
-        + "; ".join(f"{k}: {v}" for k, v in STUDIES.items())
+        + "; ".join(f"{k}: {v.title}" for k, v in STUDIES.items())
         + ". 'report' rebuilds REPRODUCTION.md from experiments/results/*.json.",
     )
     p.add_argument("study", choices=[*STUDIES, "report"], help="which study to run")
@@ -103,117 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(module, args: argparse.Namespace) -> dict[str, Any]:
-    """DEFAULTS < config file < (with --quick) QUICK < the file's ``quick:`` block < flags.
-
-    A ``--config`` file must exist; every value is checked by :func:`check_study_config`.
-    """
-    config = dict(module.DEFAULTS)
-    path = Path(args.config) if args.config else CONFIGS / f"{args.study}.yaml"
-    file_config = load_config_file(path) if (args.config or path.is_file()) else {}
-    quick_block = file_config.pop("quick", None) or {}
-    if not isinstance(quick_block, dict):
-        fail(f"the quick: block of {path} must be a mapping of option: value, got {quick_block!r}")
-    for source, values in ((path, file_config), (f"{path} (quick)", quick_block)):
-        unknown = sorted(set(values) - set(config))
-        if unknown:
-            fail(
-                f"unknown option(s) in {source}: {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(config))}"
-            )
-        check_study_config(values, module.DEFAULTS, str(source))
-    config.update(file_config)
-    if args.quick:
-        config.update(getattr(module, "QUICK", {}))
-        config.update(quick_block)
-    return config
-
-
-# Study options by name: counts of at least 1, rates above 0, fractions in (0, 1), and
-# options with a fixed set of values. Every other number must be finite and not negative.
-_COUNT = re.compile(
-    r"(epochs|batch_sizes?|folds|components|components_shown|patience|every|workers|samples"
-    r"|hidden|hidden_units|topologies|top_k|n_misclassified|threads|size)$"
-)
-_RATE = re.compile(r"(^|_)(lr|eps|learning_rates)$")
-_FRACTION = re.compile(r"(^|_)fraction$")
-_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
-_CHOICES = {
-    "l2_form": ("half", "full"),
-    "monitor": ("val_loss", "val_accuracy"),
-    "softmax_monitor": ("val_loss", "val_accuracy"),
-    "grid": ("reduced", "full", "none"),
-    "activation": _ACTIVATIONS,
-    "units_activation": _ACTIVATIONS,
-    "activations": _ACTIVATIONS,
-    "cnn_optimizer": ("sgd", "momentum", "nesterov", "rmsprop", "adam"),
-}
-
-
-def _type_word(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int):
-        return "a whole number"
-    if isinstance(value, float):
-        return "a number"
-    return {str: "a string", list: "a list", dict: "a mapping"}.get(type(value), "")
-
-
-def _same_kind(value: Any, default: Any) -> bool:
-    if default is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, numbers.Real)
-    return isinstance(value, type(default))
-
-
-def _check_numbers(key: str, value: Any, where: str) -> None:
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_numbers(key, item, where)
-        return
-    if isinstance(value, list):
-        for item in value:
-            _check_numbers(key, item, where)
-        return
-    if isinstance(value, str) and key in _CHOICES and value not in _CHOICES[key]:
-        fail(f"{where}: {key} must be one of {', '.join(_CHOICES[key])}, got {value!r}.")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return
-    if not math.isfinite(value):
-        fail(f"{where}: {key} must be finite, got {value}. Fix the value and run again.")
-    if _COUNT.search(key) and value < 1:
-        fail(f"{where}: {key} must be at least 1, got {value}. Fix the value and run again.")
-    if _RATE.search(key) and value <= 0:
-        fail(f"{where}: {key} must be above 0, got {value}. Fix the value and run again.")
-    if _FRACTION.search(key) and not 0 < value < 1:
-        fail(f"{where}: {key} must be between 0 and 1, got {value}. Fix the value and run again.")
-    if value < 0:
-        fail(f"{where}: {key} must not be negative, got {value}. Fix the value and run again.")
-
-
-def check_study_config(values: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
-    """Exit 2 naming the first value of the wrong type (against the study's default), not
-    finite, negative, or out of its range; ``None`` is allowed where the default is ``None``."""
-    for key, value in values.items():
-        default = defaults.get(key)
-        if value is None:
-            if default is not None:
-                fail(f"{where}: {key} needs a value ({_type_word(default)}), got null.")
-            continue
-        if not _same_kind(value, default):
-            fail(
-                f"{where}: {key} must be {_type_word(default)} like its default {default!r}, "
-                f"got {value!r} ({type(value).__name__}). Fix the value and run again."
-            )
-        _check_numbers(key, value, where)
-
-
 def check_args(args: argparse.Namespace) -> None:
     """Flags that can be checked before anything runs: paths, dataset name, flag clashes."""
     if args.save_results and args.quick:
@@ -238,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.study == "report":
         print(f"wrote {write_reproduction_report()}")
         return 0
-    module = importlib.import_module(f"experiments.reproduce.{args.study}")
-    config = resolve_config(module, args)
+    module = STUDIES[args.study].module()
+    config = study_config(args.study, args.config, args.quick)
     for key in ("dataset", "data_dir", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -259,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     ctx.log(
-        f"{STUDIES[args.study]} — backend {backend.name}, device {backend.device_name}"
+        f"{STUDIES[args.study].title} — backend {backend.name}, device {backend.device_name}"
         f"{', quick' if args.quick else ''}; writing to {out}/"
     )
     claims = module.run(ctx)

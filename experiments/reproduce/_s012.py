@@ -7,31 +7,33 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 import portnet as pn
 from portnet import plots
-from portnet.data import load_dataset, stratified_split
+from portnet.data.prepare import PreparedData, prepare_data
 
 
-def load_images(ctx, dataset: str | None = None):
-    """The study's dataset, optionally cut to ``train_size`` / ``test_size`` (stratified)."""
+def load_images(ctx, normalize: str, val_fraction: float | None = None) -> PreparedData:
+    """The study's dataset through :func:`portnet.data.prepare.prepare_data`.
+
+    Optionally cut to ``train_size`` / ``test_size`` images (stratified), then split
+    (``val_fraction``, stratified) and normalised; the config's seed seeds both.
+    """
     config = ctx.config
-    ds = load_dataset(dataset or config["dataset"], data_dir=config.get("data_dir"))
-    X_train, y_train = ds.X_train.reshape(len(ds.X_train), -1), ds.y_train.astype(np.int64)
-    X_test, y_test = ds.X_test.reshape(len(ds.X_test), -1), ds.y_test.astype(np.int64)
-    X_train, y_train = subsample(X_train, y_train, config.get("train_size"), config["seed"])
-    X_test, y_test = subsample(X_test, y_test, config.get("test_size"), config["seed"])
-    ctx.log(f"{ds.name} from {ds.source}: {len(X_train)} training and {len(X_test)} test images")
-    return ds, X_train, y_train, X_test, y_test
-
-
-def subsample(X: np.ndarray, y: np.ndarray, size: int | None, seed: int):
-    """A stratified subset of ``size`` samples (all when ``size`` is falsy or too large)."""
-    if not size or size >= len(y):
-        return X, y
-    _, keep = stratified_split(y, size / len(y), seed=seed)
-    return X[keep], y[keep]
+    data = prepare_data(
+        config["dataset"],
+        data_dir=config.get("data_dir"),
+        normalize=normalize,
+        train_size=config.get("train_size") or None,
+        test_size=config.get("test_size") or None,
+        val_fraction=val_fraction,
+        seed=config["seed"],
+    )
+    n_train = len(data.y) + (0 if data.y_val is None else len(data.y_val))
+    ctx.log(
+        f"{data.dataset.name} from {data.source}: {n_train} training and "
+        f"{len(data.y_test)} test images"
+    )
+    return data
 
 
 @dataclasses.dataclass

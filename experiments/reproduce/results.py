@@ -95,7 +95,7 @@ def load_claims(path: Path) -> list[Claim]:
 
 def write_reproduction_report(results_dir: Path = COMMITTED, target: Path | None = None) -> Path:
     """Generate REPRODUCTION.md from the committed ``experiments/results/<study>.json`` files."""
-    from experiments.reproduce import STUDIES
+    from experiments.reproduce.registry import STUDIES
 
     target = target or REPO / "REPRODUCTION.md"
     parts = [
@@ -108,7 +108,8 @@ def write_reproduction_report(results_dir: Path = COMMITTED, target: Path | None
         "portnet minus paper, in percentage points.",
         "",
     ]
-    for study, title in STUDIES.items():
+    for study, entry in STUDIES.items():
+        title = entry.title
         path = results_dir / f"{study}.json"
         if not path.is_file():
             parts += [f"## {study.upper()}: {title}", "", "Not run yet.", ""]

@@ -24,7 +24,7 @@ import numpy as np
 import portnet as pn
 from experiments.reproduce._s012 import load_images, markdown, record
 from experiments.reproduce.results import Claim
-from portnet.data import class_subset, scale_images
+from portnet.data import class_subset
 from portnet.decomposition import PCA
 from portnet.model_selection import cross_validate
 
@@ -195,8 +195,8 @@ def _cross_validated_model(ctx, name, X, y, X_test, y_test, n_out, lr, batch, ep
 
 def run(ctx) -> list[Claim]:
     cfg = ctx.config
-    ds, X_img, y, X_test_img, y_test = load_images(ctx)
-    X, X_test = scale_images(X_img), scale_images(X_test_img)
+    data = load_images(ctx, "scale")
+    ds, X, y, X_test, y_test = data.dataset, data.X, data.y, data.X_test, data.y_test
     claims: list[Claim] = []
     md = []
 

@@ -22,7 +22,7 @@ import numpy as np
 import portnet as pn
 from experiments.reproduce._s012 import load_images, markdown, plot_run, record, train_and_evaluate
 from experiments.reproduce.results import Claim
-from portnet.data import scale_images, standardize_per_image, stratified_split
+from portnet.data import scale_images, standardize_per_image
 
 DEFAULTS = {
     "dataset": "fashion_mnist",
@@ -188,11 +188,13 @@ def _claim(name, paper, result, setting) -> Claim:
 
 def run(ctx) -> list[Claim]:
     cfg = ctx.config
-    ds, X_img, y, X_test_img, y_test = load_images(ctx)
-    train_idx, val_idx = stratified_split(y, cfg["val_fraction"], seed=cfg["seed"])
     # Table 2: per-image z-score (the paper: subtract each image's mean, divide by its std).
-    X, X_test = standardize_per_image(X_img), standardize_per_image(X_test_img)
-    data = (X[train_idx], y[train_idx], X[val_idx], y[val_idx], X_test, y_test)
+    p = load_images(ctx, "image", cfg["val_fraction"])
+    ds, train_idx, val_idx = p.dataset, p.train_rows, p.val_rows
+    data = (p.X, p.y, p.X_val, p.y_val, p.X_test, p.y_test)
+    # The training images before the split, as the paper's figures and statistics use them.
+    rows = np.sort(np.concatenate([train_idx, val_idx]))
+    X_img, y = ds.X_train[rows].reshape(len(rows), -1), ds.y_train[rows].astype(np.int64)
     claims: list[Claim] = []
     md: list[str] = []
 
@@ -200,7 +202,7 @@ def run(ctx) -> list[Claim]:
     for name, paper, ours in (
         ("Training set size", 48000, len(train_idx)),
         ("Validation set size", 12000, len(val_idx)),
-        ("Test set size", 10000, len(y_test)),
+        ("Test set size", 10000, len(p.y_test)),
     ):
         claims.append(
             Claim(
@@ -213,7 +215,7 @@ def run(ctx) -> list[Claim]:
             )
         )
     before = scale_images(X_img[:1])[0].astype(np.float64)
-    after = X[0].astype(np.float64)
+    after = standardize_per_image(scale_images(X_img[:1]))[0].astype(np.float64)
     stats = [
         ("Mean of one image before normalization", 0.26914766, before.mean()),
         ("Std of one image before normalization", 0.29125977, before.std()),

@@ -29,7 +29,6 @@ from experiments.reproduce._s012 import (
     train_and_evaluate,
 )
 from experiments.reproduce.results import Claim
-from portnet.data import standardize_per_image, stratified_split
 
 #: The paper's dataset; runs on another one are marked not comparable in the report.
 PAPER_DATASET = "kmnist"
@@ -321,11 +320,9 @@ def _gradient_check(ctx, X, y, hidden: list[int], activation: str) -> tuple[str,
 
 def run(ctx) -> list[Claim]:
     cfg = ctx.config
-    ds, X_img, y, X_test_img, y_test = load_images(ctx)
-    train_idx, val_idx = stratified_split(y, cfg["val_fraction"], seed=cfg["seed"])
     # "z-score normalization to the samples": each image by its own mean and std.
-    X, X_test = standardize_per_image(X_img), standardize_per_image(X_test_img)
-    data = (X[train_idx], y[train_idx], X[val_idx], y[val_idx], X_test, y_test)
+    p = load_images(ctx, "image", cfg["val_fraction"])
+    data = (p.X, p.y, p.X_val, p.y_val, p.X_test, p.y_test)
     runner = Runner(ctx, data)
     hidden, act, patience = tuple(cfg["hidden"]), cfg["activation"], int(cfg["patience"])
     claims: list[Claim] = []

@@ -7,7 +7,8 @@ What the paper reports and what this module regenerates:
   validation accuracy 91.38 %;
 * the hyper-parameter grid of its Table 1 (6 learning rates x 3 λ x 2 x 2 hidden
   sizes x 3 decays = 216 configurations) and the top-10 table of its Table 2, run
-  by :mod:`experiments.sweep` (resumable, parallel, optionally on Dask);
+  by :mod:`experiments.reproduce.s3.grid` as a :mod:`portnet.sweeps` sweep
+  (resumable, parallel, optionally on a Dask cluster);
 * loss/accuracy curves (its Fig. 4) and the weight pictures of its section 4:
   all first-layer filters, their 20 principal components, the last layer's
   weights and the combined map W1·W2·W3.
@@ -27,39 +28,21 @@ accuracy of the held-out run is reported beside it.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 from experiments.common import write_json
 from experiments.reproduce._rookie import ROOKIE_DEFAULTS, ROOKIE_EXTRAS, train_rookie
 from experiments.reproduce.results import Claim
-from portnet.errors import ConfigError
+from experiments.reproduce.s3.grid import (  # noqa: F401 - the grid's names, re-exported
+    TABLE1,
+    TABLE2,
+    grid_configs,
+    grid_section,
+    paper_table2,
+)
 
 PAPER_TEST = 89.84
 PAPER_VAL = 91.38
-
-#: The paper's Table 1: the values searched.
-TABLE1 = {
-    "lr": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
-    "l2": [1e-3, 1e-4, 1e-5],
-    "hidden": [[500, 324], [500, 256], [400, 324], [400, 256]],
-    "decay": [0.8, 0.5, 0.3],
-}
-
-#: The paper's Table 2 (its top 10): lr, λ, hidden 1, hidden 2, decay, test accuracy %.
-TABLE2 = [
-    (0.2, 1e-3, 500, 324, 0.5, 89.84),
-    (0.3, 1e-3, 400, 324, 0.2, 89.81),
-    (0.1, 1e-3, 500, 324, 0.5, 89.79),
-    (0.3, 1e-3, 400, 256, 0.2, 89.78),
-    (0.4, 1e-3, 400, 324, 0.2, 89.78),
-    (0.2, 1e-3, 400, 256, 0.2, 89.75),
-    (0.3, 1e-3, 400, 256, 0.5, 89.74),
-    (0.2, 1e-3, 500, 324, 0.2, 89.70),
-    (0.2, 1e-3, 500, 256, 0.2, 89.70),
-    (0.3, 1e-3, 500, 324, 0.2, 89.68),
-]
 
 DEFAULTS: dict[str, Any] = {
     **{k: v for k, v in ROOKIE_DEFAULTS.items() if k not in ("backend", "device")},
@@ -96,76 +79,7 @@ QUICK: dict[str, Any] = {
     "grid_workers": 1,
 }
 
-_ROOKIE_KEYS = tuple(ROOKIE_DEFAULTS)
-_SETTING_KEYS = _ROOKIE_KEYS + tuple(ROOKIE_EXTRAS)
-
-
-def load_s3_config(path: str | None = None) -> dict[str, Any]:
-    """DEFAULTS overridden by an S3 YAML file (``experiments/configs/s3.yaml`` by default)."""
-    from experiments.common import load_config_file
-    from experiments.reproduce.__main__ import CONFIGS
-
-    file = Path(path) if path else CONFIGS / "s3.yaml"
-    values = load_config_file(file) if file.is_file() else {}
-    values.pop("quick", None)
-    unknown = sorted(set(values) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown option(s) in {file}: {', '.join(unknown)}")
-    return {**DEFAULTS, **values}
-
-
-def grid_configs(config: dict[str, Any], full: bool = False) -> list[dict[str, Any]]:
-    """The sweep's configurations: Table 1 in full, or the reduced ``grid_*`` lists.
-
-    Each configuration carries no ``seed``: the sweep derives it from the
-    configuration's id, so every configuration has its own, reproducible seed.
-    """
-    from experiments.sweep import expand_grid
-
-    base = {k: config.get(k, ROOKIE_DEFAULTS[k]) for k in _ROOKIE_KEYS if k != "seed"}
-    base.update(
-        epochs=int(config["grid_epochs"]),
-        decay_every=int(config["grid_decay_every"]),
-        train_size=config["grid_train_size"],
-        backend=config.get("backend") or "numpy",
-        device=config.get("device"),
-    )
-    if full:
-        grid = TABLE1
-    else:
-        grid = {k: config[f"grid_{k}"] for k in ("lr", "l2", "hidden", "decay")}
-    return expand_grid(base, grid)
-
-
-def _paper_table2() -> str:
-    lines = [
-        "| Learning rate | λ | Hidden layer 1 | Hidden layer 2 | LR decay | Test accuracy ↑ |",
-        "|---|---|---|---|---|---|",
-    ]
-    for lr, lam, h1, h2, decay, acc in TABLE2:
-        lines.append(f"| {lr} | {lam:g} | {h1} | {h2} | {decay} | {acc:.2f} % |")
-    return "\n".join(lines) + "\n"
-
-
-def _run_grid(ctx, config: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int], float]:
-    from experiments.sweep import config_id, load_results, run_sweep
-
-    full = config["grid"] == "full"
-    configs = grid_configs(config, full=full)
-    grid_dir = Path(config["grid_dir"]) if config["grid_dir"] else ctx.out / "grid"
-    ctx.log(f"grid ({config['grid']}): {len(configs)} configurations in {grid_dir}/")
-    start = time.perf_counter()
-    counts = run_sweep(
-        configs,
-        grid_dir,
-        workers=int(config["grid_workers"]),
-        scheduler=config["grid_scheduler"],
-        dask_workers=config["grid_dask_workers"],
-    )
-    seconds = time.perf_counter() - start
-    wanted = {config_id(c) for c in configs}
-    records = [r for r in load_results(grid_dir) if r["id"] in wanted]
-    return records, counts, seconds
+_SETTING_KEYS = tuple(ROOKIE_DEFAULTS) + tuple(ROOKIE_EXTRAS)
 
 
 def run(ctx) -> list[Claim]:
@@ -188,13 +102,13 @@ def run(ctx) -> list[Claim]:
     model, history, data = result["model"], result["history"], result["data"]
     ctx.log(
         f"held-out run: test accuracy {result['test_accuracy']:.4f}, validation "
-        f"{result['val_accuracy']:.4f}, {result['seconds']:.1f} s of training ({data['source']})"
+        f"{result['val_accuracy']:.4f}, {result['seconds']:.1f} s of training ({data.source})"
     )
     write_json(ctx.out / "history.json", history.to_dict())
     final = result
     if config["train_on_all"]:
         # The final model: the same setting and epoch count on all training images.
-        n_all = len(data["y"]) + len(data["y_val"])
+        n_all = len(data.y) + len(data.y_val)
         ctx.log(f"final model: the same setting on all {n_all:,} training images")
         final = train_rookie({**setting, "train_on_all": True}, verbose=1)
         model = final["model"]
@@ -210,7 +124,7 @@ def run(ctx) -> list[Claim]:
         f"every {config['decay_every']} ep., batch {config['batch_size']}, "
         f"{history.epochs_run} epochs{options}, {config['dataset']}"
     )
-    n_train = len(data["y"]) + (len(data["y_val"]) if config["train_on_all"] else 0)
+    n_train = len(data.y) + (len(data.y_val) if config["train_on_all"] else 0)
     claims = [
         Claim(
             "Test accuracy, best setting",
@@ -221,10 +135,10 @@ def run(ctx) -> list[Claim]:
             seconds=final["seconds"],
         ),
         Claim(
-            f"Validation accuracy ({len(data['y_val']):,} held-out training images), best setting",
+            f"Validation accuracy ({len(data.y_val):,} held-out training images), best setting",
             PAPER_VAL,
             100 * result["val_accuracy"],
-            setting=f"{words}, trained on {len(data['y']):,} images "
+            setting=f"{words}, trained on {len(data.y):,} images "
             f"({result['seconds']:.0f} s training)",
             seconds=result["seconds"],
         ),
@@ -232,10 +146,10 @@ def run(ctx) -> list[Claim]:
     if config["train_on_all"]:
         claims.append(
             Claim(
-                f"Test accuracy, best setting, {len(data['y_val']):,} validation images held out",
+                f"Test accuracy, best setting, {len(data.y_val):,} validation images held out",
                 PAPER_TEST,
                 100 * result["test_accuracy"],
-                setting=f"{words}, trained on {len(data['y']):,} images",
+                setting=f"{words}, trained on {len(data.y):,} images",
                 seconds=result["seconds"],
             )
         )
@@ -254,7 +168,7 @@ def run(ctx) -> list[Claim]:
         "### Best setting",
         "",
         f"Trained {history.epochs_run} epochs in {result['seconds']:.1f} s on "
-        f"{ctx.backend.name} ({ctx.backend.device_name}) with {len(data['y_val']):,} "
+        f"{ctx.backend.name} ({ctx.backend.device_name}) with {len(data.y_val):,} "
         f"training images held out: validation {100 * result['val_accuracy']:.2f} % "
         f"(paper 91.38 %), test {100 * result['test_accuracy']:.2f} %.",
         "",
@@ -267,10 +181,10 @@ def run(ctx) -> list[Claim]:
             "",
         ]
     if config["grid"] != "none":
-        claims_grid, md_grid = _grid_section(ctx, config)
+        claims_grid, md_grid = grid_section(ctx, config)
         claims += claims_grid
         md += md_grid
-    md += ["### The paper's Table 2 (top 10 of its grid, 500 epochs each)", "", _paper_table2()]
+    md += ["### The paper's Table 2 (top 10 of its grid, 500 epochs each)", "", paper_table2()]
     md += [
         "Note: the paper's Table 2 lists LR decay 0.2, which is not among the values of its "
         "Table 1 (0.8, 0.5, 0.3); the full grid here uses Table 1's values.",
@@ -292,62 +206,6 @@ def _options(config: dict[str, Any]) -> str:
     return "".join(f", {w}" for w in words)
 
 
-def _grid_section(ctx, config: dict[str, Any]) -> tuple[list[Claim], list[str]]:
-    from experiments.sweep import top_k, top_k_markdown
-
-    records, counts, _ = _run_grid(ctx, config)
-    # Compute time of the configurations, whether trained now or reused from result files.
-    seconds = sum(r.get("seconds", 0.0) for r in records)
-    if not records:
-        return [], ["### Grid", "", "No grid results.", ""]
-    table = top_k_markdown(records, int(config["top_k"]))
-    k = min(int(config["top_k"]), len(records))
-    print(f"\nTop {k} of {len(records)} grid configurations (Table 2):\n\n{table}", flush=True)
-    best = top_k(records, 1)[0]
-    best_cfg = best["config"]
-    words = (
-        f"{config['grid']} grid of {len(records)} configurations, {best_cfg['epochs']} epochs "
-        f"each (decay every {best_cfg['decay_every']}); best: lr {best_cfg['lr']}, "
-        f"λ {best_cfg['l2']:g}, {'-'.join(map(str, best_cfg['hidden']))}, decay {best_cfg['decay']}"
-    )
-    claims = [
-        Claim(
-            "Test accuracy, best configuration of the grid",
-            PAPER_TEST,
-            100 * best["test_accuracy"],
-            setting=words,
-            seconds=seconds,
-        )
-    ]
-    # The paper's Table 2 rows that the grid also ran: the same setting, side by side.
-    for r in sorted(records, key=lambda r: r["id"]):
-        c = r["config"]
-        key = (c["lr"], c["l2"], *c["hidden"][:2], c["decay"])
-        for lr, lam, h1, h2, decay, acc in TABLE2:
-            if key == (lr, lam, h1, h2, decay):
-                claims.append(
-                    Claim(
-                        f"Grid: lr {lr}, λ {lam:g}, {h1}-{h2}, decay {decay}",
-                        acc,
-                        100 * r["test_accuracy"],
-                        setting=f"{c['epochs']} epochs, decay every {c['decay_every']} "
-                        "(paper: 500 epochs)",
-                        seconds=r.get("seconds"),
-                    )
-                )
-    md = [
-        f"### Grid: top {k} of {len(records)} configurations (the paper's Table 2)",
-        "",
-        f"{config['grid'].capitalize()} grid, {best_cfg['epochs']} epochs per configuration, "
-        f"learning rate decayed every {best_cfg['decay_every']} epochs, seeds derived from each "
-        f"configuration's id. This run: {counts['ran']} configurations trained, "
-        f"{counts['skipped']} reused from earlier result files, {seconds:.0f} s.",
-        "",
-        table,
-    ]
-    return claims, md
-
-
 def _figures(ctx, model, history, data, config) -> list[str]:
     from experiments.reproduce import _weights_figures as wf
     from portnet.plots import plot_curves
@@ -365,8 +223,8 @@ def _figures(ctx, model, history, data, config) -> list[str]:
     side = int(round(weights[0].shape[0] ** 0.5))
     wf.plot_first_layer(weights[0], ctx.out / "s3_w1_filters.png", side=side)
     wf.plot_principal_filters(weights[0], ctx.out / "s3_w1_pca.png", k=20, side=side)
-    wf.plot_last_layer(weights[-1], data["class_names"], ctx.out / "s3_w3.png")
-    wf.plot_combined(weights, data["class_names"], ctx.out / "s3_w_combined.png")
+    wf.plot_last_layer(weights[-1], data.class_names, ctx.out / "s3_w3.png")
+    wf.plot_combined(weights, data.class_names, ctx.out / "s3_w_combined.png")
     names += ["s3_w1_filters.png", "s3_w1_pca.png", "s3_w3.png", "s3_w_combined.png"]
     ctx.log(f"figures: {', '.join(names)}")
     return names
