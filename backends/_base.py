@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from portnet.errors import ConfigError
+from portnet.inplace import supports_inplace
 
 
 @dataclasses.dataclass
@@ -58,16 +59,20 @@ def _record(direction: str) -> None:
 class Backend:
     """An array library plus one of its devices.
 
-    Subclasses set :attr:`name`, :attr:`xp` (an Array-API namespace),
-    :attr:`device`, :attr:`inplace` (whether arrays may be mutated in place, which
-    lets optimizers skip parameter-sized temporaries) and implement the
-    ``_to_host`` / ``_from_host`` / ``generator`` / ``uniform`` hooks.
+    Subclasses set :attr:`name`, :attr:`xp` (an Array-API namespace) and
+    :attr:`device`, and implement the ``_to_host`` / ``_from_host`` /
+    ``generator`` / ``uniform`` hooks.
     """
 
     name: str = ""
     xp: Any = None
     device: Any = None
-    inplace: bool = False
+
+    @property
+    def inplace(self) -> bool:
+        """Whether this library's arrays may be updated in place (decided by
+        :func:`portnet.inplace.supports_inplace`, the one place that knows)."""
+        return supports_inplace(self.xp)
 
     # -- what subclasses provide -------------------------------------------------
     def _from_host(self, array: np.ndarray, dtype: Any) -> Any:

@@ -22,7 +22,6 @@ _INSTALL_HINT = (
 
 class CupyBackend(Backend):
     name = "cupy"
-    inplace = True
 
     def __init__(self, cupy, device_id: int) -> None:
         import array_api_compat.cupy as xp

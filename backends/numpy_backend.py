@@ -11,7 +11,6 @@ from ._base import Backend
 
 class NumpyBackend(Backend):
     name = "numpy"
-    inplace = True
 
     def __init__(self) -> None:
         import array_api_compat.numpy as xp

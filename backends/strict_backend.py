@@ -19,7 +19,6 @@ DEVICE_NAMES = ("CPU_DEVICE", "device1", "device2", "no_float64")
 class StrictBackend(Backend):
     name = "array_api_strict"
     # The standard promises no in-place mutation, so optimizers take the portable path.
-    inplace = False
 
     def __init__(self, xp, device) -> None:
         self.xp = xp

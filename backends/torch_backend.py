@@ -9,7 +9,6 @@ from ._base import Backend
 
 class TorchBackend(Backend):
     name = "torch"
-    inplace = True
 
     def __init__(self, torch, device) -> None:
         import array_api_compat.torch as xp

@@ -54,7 +54,7 @@ class OpCount:
     ops : dict
         Op name (overload included when not ``default``) to count, most frequent first.
     metric_ops : int
-        How many of ``total`` come from the accuracy count (``portnet.train.count_correct``
+        How many of ``total`` come from the accuracy count (``Loss.count_correct``
         or its native torch equivalent), not from training itself.
     counted_on : str
         Which instrument, backend and optimizer path ran the counted step.
@@ -85,29 +85,25 @@ def _portnet_step(
     backend: Any,
     inplace: bool | None,
 ) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """``(step, metric)``: one ``Trainer.step`` as ``run_epoch`` calls it (after one
+    """``(step, metric)``: one ``Trainer.train_step`` as ``run_epoch`` calls it (after one
     untimed step, so lazily built state is not counted) and the accuracy count alone."""
-    from portnet.train import count_correct
-
     model = build_portnet_model(workload, backend, seed, inplace=inplace)
     trainer, xp = model.trainer, backend.xp
     xb_host, yb_host = _first_batch(data, batch_size)
     with backend.device_scope():
         xb, yb = backend.asarray(xb_host, "float32"), backend.asarray(yb_host, "int64")
         ctx = trainer.training_context(xp, pn.RandomStream(backend, seed))
-        # The Model's optimizer state knows the frozen entries (BatchNorm statistics).
-        params, state = model.params, model.optimizer_state
-        lr = model.optimizer.lr_at(0)
-        params, state, *_ = trainer.step(params, state, xb, yb, lr, ctx)
-        outputs, _ = trainer.network.forward(params, xb, ctx)
+        # The Model's state: its optimizer state knows the frozen entries (BatchNorm).
+        state, _ = trainer.train_step(model.state, xb, yb, ctx=ctx)
+        outputs, _ = trainer.network.forward(state.params, xb, ctx)
 
     def step() -> Any:
         with backend.device_scope():
-            return trainer.step(params, state, xb, yb, lr, ctx)
+            return trainer.train_step(state, xb, yb, ctx=ctx)
 
     def metric() -> Any:
         with backend.device_scope():
-            return count_correct(xp, trainer.loss, outputs, yb)
+            return trainer.loss.count_correct(xp, outputs, yb)
 
     return step, metric
 
@@ -131,7 +127,7 @@ def _torch_count(run: Callable[[], Any], metric: Callable[[], Any], counted_on: 
 def count_portnet_torch(
     workload, batch_size: int, data: BenchData, seed: int, device: str = "cpu", inplace=True
 ) -> OpCount:
-    """Aten ops of one ``Trainer.step`` on portnet's torch backend on ``device``.
+    """Aten ops of one ``Trainer.train_step`` on portnet's torch backend on ``device``.
 
     ``inplace=False`` counts the portable (rebinding) path that array-api-strict runs.
     """
@@ -142,7 +138,7 @@ def count_portnet_torch(
 
 
 def count_portnet_emulated_cupy(workload, batch_size: int, data: BenchData, seed: int) -> OpCount:
-    """Kernels of one ``Trainer.step`` on portnet's cupy backend over the emulated CuPy."""
+    """Kernels of one ``Trainer.train_step`` on portnet's cupy backend over the emulated CuPy."""
     with emulated_cupy() as cupy:
         step, metric = _portnet_step(workload, batch_size, data, seed, pn.get_backend("cupy"), None)
         cupy.reset_counts()

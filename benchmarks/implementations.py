@@ -90,8 +90,8 @@ class DenseOnlyImplementation(Implementation):
 class PortnetImplementation(Implementation):
     """portnet's Trainer on one backend, driven as ``fit_loop`` drives it, minus the bookkeeping.
 
-    Per epoch: a host permutation uploaded to the device (one transfer), the
-    Trainer's ``run_epoch`` on device data, and one read of the stacked loss and
+    Per epoch: the core's ``Trainer.train_epoch`` on device data (its host
+    permutation is the one upload) and one read of the stacked loss and
     correct-count sums (the second transfer).
     """
 
@@ -120,26 +120,14 @@ class PortnetImplementation(Implementation):
         # Data goes to the device once, outside the timed epochs (fit does the same).
         self.X = self.backend.asarray(data.X, "float32")
         self.y = self.backend.asarray(data.y, "int64")
-        self.params = self.model.params
-        # The Model's own optimizer state: it knows which entries are frozen (BatchNorm's
-        # running statistics) and which take weight decay.
-        self.state = self.model.optimizer_state
-        self.lr = self.model.optimizer.lr_at(0)
-        self.host_rng = np.random.default_rng(seed)
-        self.random = pn.RandomStream(self.backend, seed + 1)
+        # The Model's own training state: its optimizer state knows which entries are
+        # frozen (BatchNorm's running statistics) and which take weight decay.
+        self.state = self.model.state
 
     def run_epoch(self):
         with self.backend.device_scope():  # as Model.fit does (CuPy's current device)
-            order = self.backend.asarray(self.host_rng.permutation(self.n).astype(np.int64))
-            self.params, self.state, loss_sum, correct_sum = self.trainer.run_epoch(
-                self.params,
-                self.state,
-                self.X,
-                self.y,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                order=order,
-                random=self.random,
+            self.state, loss_sum, correct_sum = self.trainer.train_epoch(
+                self.state, self.X, self.y, batch_size=self.batch_size, backend=self.backend
             )
             values = self.backend.to_numpy(self.xp.stack([loss_sum, correct_sum]))
         return float(values[0]) / self.n

@@ -83,8 +83,6 @@ def time_layers(
                 need_input_grad=i > 0,
                 check_inputs=False,
                 inplace=bool(backend.inplace),
-                state_updates={},
-                layer_index=i,
             )
             backend.synchronize()
             start = time.perf_counter()

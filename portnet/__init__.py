@@ -11,9 +11,18 @@ from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
 from .augment import RandomFlip
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
+from .callbacks import Callback, History, ProgressLogger
 from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
+from .core import Trainer, TrainState
 from .decomposition import PCA
-from .errors import BackendError, DeviceMismatchError, InputError, ModelFileError, PortnetError
+from .errors import (
+    BackendError,
+    ConfigError,
+    DeviceMismatchError,
+    InputError,
+    ModelFileError,
+    PortnetError,
+)
 from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
 from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
 from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
@@ -25,7 +34,6 @@ from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimi
 from .regularizers import L1, L2
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 from .threads import limit_threads
-from .train import Callback, History, ProgressLogger, Trainer
 
 __version__ = "0.1.0"
 
@@ -47,6 +55,7 @@ __all__ = [
     "BackendError",
     "Callback",
     "Constant",
+    "ConfigError",
     "Context",
     "CosineDecay",
     "Dense",
@@ -77,6 +86,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepDecay",
     "Tanh",
+    "TrainState",
     "Trainer",
     "accuracy",
     "available_backends",

@@ -228,29 +228,26 @@ def gradient_check(
             dtype="float64",
         )
         model64.set_weights(weights)
-        X_dev = model64._prepare_X(to_host(X).astype(np.float64))
-        y_dev = model64._prepare_y(to_host(y), X_dev.shape[0])
+        X_dev, y_dev = model64.prepare_data(to_host(X).astype(np.float64), to_host(y))
         trainer, xp = model64.trainer, backend.xp
-        n_train = model64._n_trainable()
         host = [
             {k: np.array(v, dtype=np.float64) for k, v in layer.items()}
-            for layer in weights[:n_train]
+            for layer in weights[: len(trainer.layers)]
         ]
         ctx = Context(xp=xp, training=False, need_input_grad=False)
 
+        def to_device(host_params):
+            return [{k: backend.asarray(v, "float64") for k, v in p.items()} for p in host_params]
+
         def objective(host_params) -> float:
-            params = model64._to_device(host_params)
+            params = to_device(host_params)
             outputs, _ = trainer.network.forward(params, X_dev, ctx)
             loss = trainer.loss(outputs, y_dev)[0]
             if trainer.regularizers:
                 loss = loss + trainer.penalty(xp, params)
             return float(backend.to_numpy(loss))
 
-        params = model64._to_device(host)
-        outputs, backprop = trainer.network.forward(params, X_dev, ctx)
-        _, grads = backprop(trainer.loss(outputs, y_dev)[1])
-        if trainer.regularizers:
-            grads = trainer._add_penalty_grads(xp, params, grads)
+        _, _, grads, _ = trainer.loss_and_grads(to_device(host), X_dev, y_dev, ctx)
         if entries is None:
             rng = np.random.default_rng(seed)
             entries = []

@@ -21,6 +21,7 @@ import numpy as np
 
 from ._array import namespace_of
 from .errors import ConfigError
+from .inplace import UPDATES
 
 Backprop = Callable[[Any], tuple[Any, dict[str, Any]]]
 
@@ -41,12 +42,6 @@ class Context:
         Per-step randomness, needed only by dropout in training mode.
     need_input_grad : bool
         Whether backprop must return the gradient with respect to the input.
-    state_updates : dict or None
-        Where layers with non-trainable state (``Layer.state_names``, e.g. batch-norm
-        running statistics) put its new values in training mode, keyed by
-        ``(layer_index, name)``; the trainer stores them after the optimizer step.
-    layer_index : int
-        Position of the current layer in its Sequential (set for stateful layers).
     check_inputs : bool
         Check that input and weights share a library and device (the training loop
         turns this off: it validated the data once).
@@ -60,8 +55,6 @@ class Context:
     training: bool = False
     random: Any = None
     need_input_grad: bool = True
-    state_updates: dict | None = None
-    layer_index: int = 0
     check_inputs: bool = True
     inplace: bool = False
 
@@ -90,6 +83,18 @@ class Layer:
 
     def forward(self, params: dict[str, Any], x: Any, ctx: Context) -> tuple[Any, Backprop]:
         raise NotImplementedError
+
+    def forward_with_state(
+        self, params: dict[str, Any], x: Any, ctx: Context
+    ) -> tuple[Any, Backprop, dict[str, Any]]:
+        """:meth:`forward`, plus the new values of this layer's :attr:`state_names`.
+
+        Layers with non-trainable state (batch-norm running statistics) return their
+        updates here, in training mode, instead of writing them anywhere; the training
+        step stores them after the optimizer step. Stateless layers return ``{}``.
+        """
+        y, backprop = self.forward(params, x, ctx)
+        return y, backprop, {}
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-serialisable, used by save/load."""
@@ -180,10 +185,7 @@ class Dense(Layer):
         W = params["W"]
         y = xp.matmul(x, W)
         if self.bias:
-            if ctx.inplace:
-                y += params["b"]  # y is the fresh matmul result: no extra array
-            else:
-                y = y + params["b"]
+            y = UPDATES[ctx.inplace].add(y, params["b"])  # y is fresh: no extra array
         need_dx = ctx.need_input_grad
 
         def backprop(dy):
@@ -278,6 +280,11 @@ class Sequential(Layer):
         return None
 
     def forward(self, params, x, ctx):
+        y, backprop, _ = self.forward_with_state(params, x, ctx)
+        return y, backprop
+
+    def forward_with_state(self, params, x, ctx):
+        """Forward through every layer; the state updates come back as one dict per layer."""
         # One check at the entry: data and weights must share a library and a device.
         if ctx.check_inputs:
             first = next((v for layer in params for v in layer.values()), None)
@@ -286,13 +293,11 @@ class Sequential(Layer):
         # is made once per forward, not once per layer: the step is Python-bound
         # at small batch sizes.
         deeper = ctx if ctx.need_input_grad else dataclasses.replace(ctx, need_input_grad=True)
-        backprops = []
+        backprops, updates = [], []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
-            inner = ctx if i == 0 else deeper
-            if layer.state_names:
-                inner = dataclasses.replace(inner, layer_index=i)
-            x, back = layer.forward(p, x, inner)
+            x, back, new_state = layer.forward_with_state(p, x, ctx if i == 0 else deeper)
             backprops.append(back)
+            updates.append(new_state)
 
         def backprop(dy):
             grads = [None] * len(backprops)
@@ -300,7 +305,7 @@ class Sequential(Layer):
                 dy, grads[i] = backprops[i](dy)
             return dy, grads
 
-        return x, backprop
+        return x, backprop, updates
 
     def get_config(self):
         return {

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .activations import stable_sigmoid
-from .errors import ConfigError
-from .sync_free import relu
+import numpy as np
+
+from .activations import softmax, stable_sigmoid
+from .config import build
+from .errors import ConfigError, InputError
+from .sync_free import relu, scalar_like
 
 
 def one_hot(xp, labels, n_classes: int, dtype):
@@ -22,19 +25,63 @@ def one_hot(xp, labels, n_classes: int, dtype):
 
 
 class Loss:
-    """Base class. ``loss(outputs, targets, grad_scale=1.0) -> (value, d_outputs)``.
+    """Base class: a loss and everything that depends on its task.
 
+    ``loss(outputs, targets, grad_scale=1.0) -> (value, d_outputs)``, where
     ``d_outputs`` is the gradient of the mean loss times ``grad_scale``: the training
     loop passes the learning rate there for optimizers that take pre-scaled
     gradients, which the loss folds into its own :math:`1/N` at no extra cost.
+
+    The loss also owns its task, so that no other module switches on its type:
+    which last layer it fuses (:attr:`output_activation`), how targets are checked
+    (:meth:`check_host_targets`, :meth:`check_device_targets`), how outputs become
+    probabilities (:meth:`probabilities`) and predictions (:meth:`predict`), and how
+    correct predictions are counted (:meth:`count_correct`).
     """
 
     name = ""
-    #: Activation fused into the loss; a model ending in this layer trains on logits.
+    #: Activation layer (class name) fused into the loss; a model ending in it trains on logits.
     output_activation: str | None = None
 
     def __call__(self, outputs: Any, targets: Any, grad_scale: float = 1.0) -> tuple[Any, Any]:
         raise NotImplementedError
+
+    def fuses(self, layer: Any) -> bool:
+        """Whether ``layer`` (a model's last layer) is this loss's fused output activation."""
+        return self.output_activation is not None and type(layer).__name__ == self.output_activation
+
+    def check_host_targets(
+        self, y: np.ndarray, n_outputs: int | None, n_samples: int, name: str = "y"
+    ) -> np.ndarray:
+        """Validate host targets and return them as training uses them (float64 here).
+
+        Raises :class:`~portnet.errors.InputError` for a wrong length or NaN.
+        """
+        _check_length_and_finite(y, n_samples, name)
+        return y.astype(np.float64)
+
+    def check_device_targets(
+        self, xp: Any, y: Any, n_outputs: int | None, n_samples: int, name: str, to_host: Any
+    ) -> Any | None:
+        """Validate targets already on the device with a small read, or return ``None``
+        to ask for the host check. ``to_host`` copies a (small) array to NumPy."""
+        return None
+
+    def probabilities(self, xp: Any, outputs: Any) -> Any:
+        """What ``predict_proba`` returns for these outputs (by default the outputs)."""
+        return outputs
+
+    def predict(self, xp: Any, outputs: Any) -> Any:
+        """Predictions from outputs: raw outputs unless the task has classes."""
+        return outputs
+
+    def count_correct(self, xp: Any, outputs: Any, targets: Any) -> Any:
+        """Correct predictions in a batch, as a 0-d device array (NaN: no accuracy)."""
+        # Regression has no accuracy: report NaN rather than a made-up number.
+        return scalar_like(xp, float("nan"), outputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -67,6 +114,52 @@ class SoftmaxCrossEntropy(Loss):
         grad = (exp_shifted / norm - targets) * (grad_scale / n)
         return loss, grad
 
+    def check_host_targets(self, y, n_outputs, n_samples, name="y"):
+        """Integer labels in ``[0, n_outputs)`` (as int64), or one-hot rows (as float64)."""
+        _check_length_and_finite(y, n_samples, name)
+        if y.ndim == 2:
+            if n_outputs is not None and y.shape[1] != n_outputs:
+                raise InputError(
+                    f"{name} is one-hot with {y.shape[1]} columns but the model has "
+                    f"{n_outputs} outputs."
+                )
+            return y.astype(np.float64)
+        if y.ndim != 1:
+            raise InputError(f"{name} must be 1-D class labels or 2-D one-hot rows, got {y.shape}.")
+        if y.dtype.kind == "f":
+            if not np.array_equal(y, np.round(y)):
+                raise InputError(f"{name} must hold integer class labels, found fractional values.")
+        elif y.dtype.kind not in "iu":
+            raise InputError(f"{name} must hold integer class labels, got dtype {y.dtype}.")
+        labels = y.astype(np.int64)
+        _check_label_range(int(labels.min()), int(labels.max()), n_outputs, name)
+        return labels
+
+    def check_device_targets(self, xp, y, n_outputs, n_samples, name, to_host):
+        """Labels already on the device: only their range is read (two numbers)."""
+        if y.ndim != 1:
+            return None
+        if y.shape[0] != n_samples:
+            raise InputError(f"{name} has {y.shape[0]} entries but X has {n_samples} samples.")
+        low, high = to_host(xp.stack([xp.min(y), xp.max(y)]))
+        if low != round(low) or high != round(high):
+            return None  # fractional: let the host check say so
+        _check_label_range(int(low), int(high), n_outputs, name)
+        return xp.astype(y, xp.int64)
+
+    def probabilities(self, xp, outputs):
+        return softmax(xp, outputs)
+
+    def predict(self, xp, outputs):
+        """The class with the largest logit (int64)."""
+        return xp.argmax(outputs, axis=-1)
+
+    def count_correct(self, xp, outputs, targets):
+        predicted = xp.argmax(outputs, axis=-1)
+        labels = xp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
+        labels = xp.astype(labels, predicted.dtype, copy=False)
+        return xp.sum(xp.astype(predicted == labels, outputs.dtype))
+
 
 class SigmoidBinaryCrossEntropy(Loss):
     r"""Mean binary cross-entropy of sigmoid probabilities.
@@ -87,6 +180,28 @@ class SigmoidBinaryCrossEntropy(Loss):
         loss = xp.sum(relu(xp, logits) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))) / n
         grad = (stable_sigmoid(xp, logits) - targets) * (grad_scale / n)
         return loss, grad
+
+    def check_host_targets(self, y, n_outputs, n_samples, name="y"):
+        """0/1 targets, as float64 columns."""
+        _check_length_and_finite(y, n_samples, name)
+        values = np.unique(y)
+        if not np.isin(values, (0, 1)).all():
+            raise InputError(
+                f"{name} must be 0/1 for binary cross-entropy, found values {values[:5].tolist()}."
+            )
+        return y.astype(np.float64).reshape(n_samples, -1)
+
+    def probabilities(self, xp, outputs):
+        return stable_sigmoid(xp, outputs)
+
+    def predict(self, xp, outputs):
+        """1 where the logit is positive (probability above 0.5), else 0 (int64)."""
+        return xp.astype(xp.reshape(outputs > 0, (-1,)), xp.int64)
+
+    def count_correct(self, xp, outputs, targets):
+        predicted = xp.reshape(outputs > 0, (-1,))
+        truth = xp.reshape(targets, (-1,)) > 0.5
+        return xp.sum(xp.astype(predicted == truth, outputs.dtype))
 
 
 class MeanSquaredError(Loss):
@@ -110,6 +225,23 @@ def _xp(array):
     return array_api_compat.array_namespace(array)
 
 
+def _check_length_and_finite(y: np.ndarray, n_samples: int, name: str) -> None:
+    if y.shape[0] != n_samples:
+        raise InputError(f"{name} has {y.shape[0]} entries but X has {n_samples} samples.")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise InputError(f"{name} contains NaN or infinite values.")
+
+
+def _check_label_range(low: int, high: int, n_outputs: int | None, name: str) -> None:
+    # CuPy would wrap an out-of-range label silently: catch it before any maths.
+    if low < 0 or (n_outputs is not None and high >= n_outputs):
+        raise InputError(
+            f"{name} has labels outside [0, {n_outputs}) (found min {low}, max {high}): the "
+            f"model has {n_outputs} outputs, one per class; relabel the data as 0..K-1 or "
+            "widen the last layer."
+        )
+
+
 LOSSES = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
     "cross_entropy": SoftmaxCrossEntropy,
@@ -124,9 +256,15 @@ def get_loss(name: str | Loss) -> Loss:
     """Return a loss object from its name, or the object itself."""
     if isinstance(name, Loss):
         return name
-    try:
-        return LOSSES[name.lower()]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}"
-        ) from None
+    cls = LOSSES.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
+    return cls()
+
+
+def loss_from_spec(spec: dict[str, Any] | str) -> Loss:
+    """Rebuild a loss from ``{"class": ..., "config": ...}`` or a loss name."""
+    if isinstance(spec, str):
+        return get_loss(spec)
+    classes = {cls.__name__: cls for cls in LOSSES.values()}
+    return build(spec, classes, "loss")

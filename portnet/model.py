@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import copy
 import functools
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._array import Tree, namespace_of, to_host
 from .backends import Backend, get_backend
-from .errors import ConfigError, DeviceMismatchError, InputError
-from .layers import Context, Layer, Sequential
-from .losses import Loss, get_loss
-from .optim import Optimizer, get_optimizer
-from .regularizers import Regularizer, get_regularizers
-from .train import Callback, History, ProgressLogger, Trainer, fit_loop
-from .validation import as_host, check_feature_shape, check_features, check_targets
+from .callbacks import Callback, History, ProgressLogger
+from .checkpoint import restore_checkpoint
+from .config import check_number
+from .core import Trainer, TrainState
+from .errors import ConfigError, DeviceMismatchError, InputError, ModelFileError
+from .io import read_model_file, restore_training_state, save_model
+from .layers import Layer, Sequential
+from .losses import Loss, get_loss, loss_from_spec
+from .optim import Optimizer, get_optimizer, optimizer_from_spec
+from .regularizers import Regularizer, get_regularizers, regularizer_from_spec
+from .train import fit_loop
+from .validation import as_host, check_feature_shape, check_features
 
 
 def _on_device(method: Callable) -> Callable:
@@ -94,29 +100,25 @@ class Model:
         self.loss = get_loss(loss)
         if isinstance(optimizer, str):
             optimizer = get_optimizer(optimizer, lr=lr)
+        elif not isinstance(optimizer, Optimizer):
+            raise ConfigError(
+                f"optimizer must be an optimizer name or a portnet Optimizer, got {optimizer!r}"
+            )
         self.backend = backend if isinstance(backend, Backend) else get_backend(backend, device)
-        if optimizer.inplace is None:
-            # A copy, so one optimizer object can configure models on several backends.
-            optimizer = copy.copy(optimizer)
-            optimizer.inplace = self.backend.inplace
         self.dtype_name = str(dtype)
         self.dtype = self.backend.dtype(dtype)
-        self.seed = int(seed)
+        self.seed = check_number("seed", seed, low=0, integer=True)
         self.regularizers = list(regularizers) + get_regularizers(l1, l2)
-        last = self.network.layers[-1]
         # Fuse a final Softmax/Sigmoid into its cross-entropy: stable and cheaper.
-        self._fused = type(last).__name__ == self.loss.output_activation
+        self._fused = self.loss.fuses(self.network.layers[-1])
         train_layers = self.network.layers[:-1] if self._fused else self.network.layers
         if not train_layers:
             raise ConfigError("the model has no layer before its output activation")
         self.trainer = Trainer(Sequential(train_layers), self.loss, optimizer, self.regularizers)
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
-            self.params: Tree = self._to_device(host)
-            self._opt_state = self.optimizer.init(
-                self._trainable_params(), self._decay_mask(), self._frozen_mask()
-            )
-        self._epochs_done = 0
+            params = self._to_device(host)[: len(train_layers)]
+            self.state: TrainState = self.trainer.init_state(params, seed=self.seed)
         self.stop_training = False
 
     # -- parameters -------------------------------------------------------------
@@ -127,12 +129,23 @@ class Model:
     @property
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's state: step count ``"t"`` and per-parameter ``"slots"``
-        (momentum, Adam moments), as :meth:`Trainer.run_epoch` takes and returns it.
+        (momentum, Adam moments); ``state.opt_state``.
 
         Frozen entries such as batch-norm running statistics have no slot. Reset by
         :meth:`set_weights`.
         """
-        return self._opt_state
+        return self.state.opt_state
+
+    @property
+    def params(self) -> Tree:
+        """The network's parameters on the device, one dict per layer (a fused output
+        activation, which has none, included): ``state.params`` plus that layer's ``{}``."""
+        return list(self.state.params) + ([{}] if self._fused else [])
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs trained so far, over every :meth:`fit` call (``state.epoch``)."""
+        return self.state.epoch
 
     @property
     def n_in(self) -> int | None:
@@ -153,21 +166,6 @@ class Model:
             for layer in weights
         ]
 
-    def _n_trainable(self) -> int:
-        return len(self.network.layers) - (1 if self._fused else 0)
-
-    def _trainable_params(self) -> Tree:
-        return self.params[: self._n_trainable()]
-
-    def _set_trainable_params(self, params: Tree) -> None:
-        self.params = list(params) + self.params[self._n_trainable() :]
-
-    def _decay_mask(self):
-        return [layer.weight_names for layer in self.trainer.network.layers]
-
-    def _frozen_mask(self):
-        return [layer.state_names for layer in self.trainer.network.layers]
-
     @_on_device
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """The parameters as NumPy arrays (one dict per layer)."""
@@ -178,10 +176,17 @@ class Model:
         """Replace the parameters with arrays of the same structure and shapes.
 
         The arrays may be NumPy arrays or arrays of any backend (they are copied).
+        The optimizer state starts afresh; the epoch count and seed are kept.
         """
-        if len(weights) != len(self.params):
-            raise ConfigError(f"expected weights for {len(self.params)} layers, got {len(weights)}")
-        for i, (old, new) in enumerate(zip(self.params, weights, strict=True)):
+        self._check_structure(weights, "weights")
+        params = self._to_device(weights)[: len(self.trainer.layers)]
+        self.state = self.trainer.init_state(params, seed=self.state.seed, epoch=self.state.epoch)
+
+    def _check_structure(self, weights: list[dict[str, Any]], what: str) -> None:
+        current = self.params
+        if len(weights) != len(current):
+            raise ConfigError(f"expected {what} for {len(current)} layers, got {len(weights)}")
+        for i, (old, new) in enumerate(zip(current, weights, strict=True)):
             if set(old) != set(new):
                 raise ConfigError(
                     f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}"
@@ -192,10 +197,6 @@ class Model:
                         f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
                         f"got {np.shape(value)}"
                     )
-        self.params = self._to_device(weights)
-        self._opt_state = self.optimizer.init(
-            self._trainable_params(), self._decay_mask(), self._frozen_mask()
-        )
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):
@@ -217,23 +218,29 @@ class Model:
         return X
 
     def _prepare_y(self, y: Any, n_samples: int, name: str = "y"):
-        """Validate targets (labels in range) once, then put them on the device once."""
-        loss = self.loss.name
-        if isinstance(y, np.ndarray | list | tuple):
-            host = check_targets(np.asarray(y), loss, self.n_out, n_samples, name)
-            return self.backend.asarray(host, "int64" if host.dtype == np.int64 else self.dtype)
-        self._check_on_backend(y, name)
-        xp = self.backend.xp
-        integer_labels = loss == "softmax_cross_entropy" and y.ndim == 1
-        if integer_labels:
-            # Only the range matters for labels already on the device: read min and max.
-            low_high = self.backend.to_numpy(xp.stack([xp.min(y), xp.max(y)]))
-            check_targets(low_high, loss, self.n_out, 2, name)
-            if y.shape[0] != n_samples:
-                raise InputError(f"{name} has {y.shape[0]} entries but X has {n_samples} samples.")
-            return xp.astype(y, xp.int64)
-        host = check_targets(as_host(self.backend, y), loss, self.n_out, n_samples, name)
-        return self.backend.asarray(host, self.dtype)
+        """Validate targets (the loss says how) once, then put them on the device once."""
+        if not isinstance(y, np.ndarray | list | tuple):
+            self._check_on_backend(y, name)
+            on_device = self.loss.check_device_targets(
+                self.backend.xp, y, self.n_out, n_samples, name, self.backend.to_numpy
+            )
+            if on_device is not None:
+                return on_device
+        host = self.loss.check_host_targets(as_host(self.backend, y), self.n_out, n_samples, name)
+        return self.backend.asarray(host, "int64" if host.dtype == np.int64 else self.dtype)
+
+    @_on_device
+    def prepare_data(self, X: Any, y: Any | None = None, name: str = "X") -> Any:
+        """Validate data once and place it on the model's device, as :meth:`fit` does.
+
+        Returns the device features, or ``(features, targets)`` when ``y`` is given.
+        Passing the result to :meth:`fit` or :meth:`evaluate` costs one cheap check
+        instead of a second transfer.
+        """
+        X_dev = self._prepare_X(X, name)
+        if y is None:
+            return X_dev
+        return X_dev, self._prepare_y(y, X_dev.shape[0], "y" if name == "X" else f"y_{name}")
 
     def _check_on_backend(self, array: Any, name: str) -> None:
         probe = self.params[0].get("W", next((v for p in self.params for v in p.values()), None))
@@ -261,6 +268,8 @@ class Model:
         verbose: int = 1,
         shuffle: bool = True,
         seed: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
     ) -> History:
         """Train with minibatch gradient descent.
 
@@ -286,7 +295,15 @@ class Model:
             0 silent, 1 one line per epoch (and a progress bar in a terminal).
         shuffle : bool
         seed : int, optional
-            Shuffling and dropout seed; by default derived from the model's seed.
+            Replaces ``state.seed`` (by default the model's ``seed``), which with the
+            epoch number fixes each epoch's shuffling and dropout.
+        checkpoint : path, optional
+            After every epoch, write the model, its optimizer state and this call's
+            progress there (atomically: a kill leaves the previous checkpoint whole).
+        resume : bool
+            With ``checkpoint``: if that file exists, load it into this model (which
+            must have the same architecture) and run only the epochs the interrupted
+            call had left; the result equals an uninterrupted run's.
 
         Returns
         -------
@@ -299,118 +316,132 @@ class Model:
         sums, which are brought to the host once per epoch anyway, so it costs no
         extra synchronisation.
         """
-        if epochs < 1 or batch_size < 1:
-            raise InputError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-        X_dev = self._prepare_X(X)
-        y_dev = self._prepare_y(y, X_dev.shape[0])
+        epochs = check_number("epochs", epochs, low=1, integer=True)
+        batch_size = check_number("batch_size", batch_size, low=1, integer=True)
+        if patience is not None:
+            patience = check_number("patience", patience, low=1, integer=True)
+        X_dev, y_dev = self.prepare_data(X, y)
         if validation_data is not None and validation_split is not None:
             raise InputError("give validation_data or validation_split, not both")
         validation = None
         if validation_data is not None:
-            Xv = self._prepare_X(validation_data[0], "X_val")
-            validation = (Xv, self._prepare_y(validation_data[1], Xv.shape[0], "y_val"))
+            validation = self.prepare_data(*validation_data, name="X_val")
         elif validation_split is not None:
-            if not 0.0 < validation_split < 1.0:
-                raise InputError(f"validation_split must be in (0, 1), got {validation_split}")
+            validation_split = check_number(
+                "validation_split",
+                validation_split,
+                low=0.0,
+                high=1.0,
+                low_open=True,
+                high_open=True,
+            )
             n_val = int(round(X_dev.shape[0] * validation_split))
             if not 0 < n_val < X_dev.shape[0]:
                 raise InputError(f"validation_split {validation_split} leaves no data on one side")
             cut = X_dev.shape[0] - n_val
             validation = (X_dev[cut:, ...], y_dev[cut:, ...])
             X_dev, y_dev = X_dev[:cut, ...], y_dev[:cut, ...]
+        if seed is not None:
+            self.state = self.state.replace(seed=check_number("seed", seed, low=0, integer=True))
+        progress = None
+        if resume and checkpoint is not None and Path(checkpoint).is_file():
+            progress = restore_checkpoint(self, checkpoint)
         callbacks = list(callbacks)
         if verbose:
-            callbacks.insert(0, ProgressLogger(epochs))
-        seed = self.seed + 7919 * (self._epochs_done + 1) if seed is None else int(seed)
+            callbacks.insert(0, ProgressLogger(progress.epochs if progress else epochs))
         return fit_loop(
             self,
             X_dev,
             y_dev,
             epochs=epochs,
-            batch_size=int(batch_size),
+            batch_size=batch_size,
             validation=validation,
             patience=patience,
             restore_best=restore_best,
             callbacks=callbacks,
             shuffle=shuffle,
-            seed=seed,
+            checkpoint=checkpoint,
+            progress=progress,
         )
 
     # -- inference --------------------------------------------------------------
     def _outputs(self, X: Any, batch_size: int = 4096):
         """Network outputs before the fused activation (logits), on the device."""
-        X_dev = self._prepare_X(X)
-        xp = self.backend.xp
-        ctx = Context(xp=xp, training=False, need_input_grad=False)
-        net, params = self.trainer.network, self._trainable_params()
-        n = X_dev.shape[0]
-        chunks = [
-            net.forward(params, X_dev[i : min(i + batch_size, n), ...], ctx)[0]
-            for i in range(0, n, batch_size)
-        ]
-        return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
+        return self.trainer.outputs(self.state.params, self._prepare_X(X), batch_size)
 
     @_on_device
     def predict_proba(self, X: Any):
-        """Class probabilities (softmax / sigmoid of the logits), as a device array."""
-        outputs = self._outputs(X)
-        if not self._fused and self.loss.output_activation is None:
-            return outputs
-        xp = self.backend.xp
-        from .activations import softmax, stable_sigmoid
+        """Probabilities (softmax / sigmoid of the logits, as the loss says), on the device.
 
-        if self.loss.output_activation == "Softmax":
-            return softmax(xp, outputs)
-        return stable_sigmoid(xp, outputs)
+        For a regression loss, the outputs themselves.
+        """
+        return self.loss.probabilities(self.backend.xp, self._outputs(X))
 
     @_on_device
     def predict(self, X: Any):
         """Predicted class labels (int64 device array); raw outputs for regression losses."""
-        outputs = self._outputs(X)
-        xp = self.backend.xp
-        if self.loss.output_activation == "Softmax":
-            return xp.argmax(outputs, axis=-1)
-        if self.loss.output_activation == "Sigmoid":
-            return xp.astype(xp.reshape(outputs > 0, (-1,)), xp.int64)
-        return outputs
+        return self.loss.predict(self.backend.xp, self._outputs(X))
 
     @_on_device
     def evaluate(self, X: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
         """Mean loss and accuracy on a dataset, as Python floats (one host read)."""
         X_dev = self._prepare_X(X)
         y_dev = self._prepare_y(y, X_dev.shape[0])
-        loss_sum, correct = self.trainer.evaluate_sums(
-            self._trainable_params(), X_dev, y_dev, batch_size
-        )
+        loss_sum, correct = self.trainer.evaluate_sums(self.state.params, X_dev, y_dev, batch_size)
         values = self.backend.to_numpy(self.backend.xp.stack([loss_sum, correct]))
         n = X_dev.shape[0]
         return {"loss": float(values[0]) / n, "accuracy": float(values[1]) / n}
 
     # -- persistence ----------------------------------------------------------
     @_on_device
-    def save(self, path) -> None:
-        """Write the architecture and weights to ``path`` (``.npz``, no pickle, atomic)."""
-        from .io import save_model
-
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path`` (``.npz``, no pickle, atomic): architecture, loss,
+        weights, optimizer (class, hyper-parameters, schedule, state), regularizers,
+        epoch and seed, so :meth:`load` gives a model that trains on exactly as this one.
+        """
         save_model(self, path)
 
     @classmethod
     def load(
         cls,
-        path,
+        path: str | os.PathLike,
         backend: str | Backend | None = None,
         device: str | None = None,
         dtype: str | None = None,
     ) -> Model:
-        """Load a model saved by :meth:`save` onto any backend."""
-        from .io import load_model
+        """Load a model saved by :meth:`save` (or a checkpoint) onto any backend.
 
-        return load_model(path, backend=backend, device=device, dtype=dtype)
+        ``dtype`` defaults to the saved one. Files of format version 1 (weights
+        only) load with a fresh default optimizer.
+        """
+        record = read_model_file(path)
+        meta = record.meta
+        try:
+            optimizer = optimizer_from_spec(meta["optimizer"]) if "state" in meta else "adam"
+            regularizers = [regularizer_from_spec(r) for r in meta.get("regularizers", [])]
+            model = cls(
+                Sequential(meta["network"]["layers"]),
+                loss=loss_from_spec(meta["loss"]),
+                optimizer=optimizer,
+                regularizers=regularizers,
+                backend=backend,
+                device=device,
+                dtype=dtype or meta["dtype"],
+                seed=meta.get("seed", 0),
+            )
+            model.set_weights(record.weights)
+        except (ConfigError, KeyError, TypeError) as exc:
+            raise ModelFileError(
+                f"{path}: the file does not describe a valid model ({exc})."
+            ) from None
+        with model.backend.device_scope():
+            restore_training_state(model, record, path)
+        return model
 
     def get_config(self) -> dict[str, Any]:
         return {
             "network": self.network.get_config(),
-            "loss": self.loss.name,
+            "loss": self.loss.name,  # a name: readable, and what version 1 files hold
             "dtype": self.dtype_name,
             "seed": self.seed,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
+from .inplace import UPDATES
 from .layers import Layer
 
 
@@ -43,8 +44,9 @@ class BatchNorm(Layer):
     L1/L2 penalties pull weights towards 0, which for ``gamma`` would shrink every
     normalized activation instead of simplifying the model, so (as commonly done)
     neither is regularized. ``running_mean`` / ``running_var`` are ``state_names``:
-    the optimizer leaves them alone and the trainer stores their new values from
-    ``ctx.state_updates`` after the step; they are saved and loaded like weights.
+    the optimizer leaves them alone, :meth:`forward_with_state` returns their new
+    values in training mode and the training step stores them after the optimizer
+    step; they are saved and loaded like weights.
 
     Backprop in training mode, with :math:`g = \gamma\delta` and
     :math:`s = (\sigma^2+\epsilon)^{-1/2}`:
@@ -81,6 +83,10 @@ class BatchNorm(Layer):
         return ("running_mean", "running_var")
 
     def forward(self, params, x, ctx):
+        y, backprop, _ = self.forward_with_state(params, x, ctx)
+        return y, backprop
+
+    def forward_with_state(self, params, x, ctx):
         xp = ctx.xp
         if x.ndim not in (2, 4) or x.shape[1] != self.n_features:
             raise ConfigError(
@@ -93,37 +99,28 @@ class BatchNorm(Layer):
         m = x.shape[0] if x.ndim == 2 else x.shape[0] * x.shape[2] * x.shape[3]
         gamma = xp.reshape(params["gamma"], bshape)
         beta = xp.reshape(params["beta"], bshape)
+        new_state = {}
         if ctx.training:
             mean = xp.mean(x, axis=axes, keepdims=True)
             centered = x - mean
             var = xp.mean(centered * centered, axis=axes, keepdims=True)
-            if ctx.state_updates is not None:
-                a = self.momentum
-                unbiased = m / max(m - 1, 1)
-                ctx.state_updates[(ctx.layer_index, "running_mean")] = (1.0 - a) * params[
-                    "running_mean"
-                ] + a * xp.reshape(mean, (self.n_features,))
-                ctx.state_updates[(ctx.layer_index, "running_var")] = (1.0 - a) * params[
-                    "running_var"
-                ] + (a * unbiased) * xp.reshape(var, (self.n_features,))
+            a, unbiased = self.momentum, m / max(m - 1, 1)
+            new_state = {
+                "running_mean": (1.0 - a) * params["running_mean"]
+                + a * xp.reshape(mean, (self.n_features,)),
+                "running_var": (1.0 - a) * params["running_var"]
+                + (a * unbiased) * xp.reshape(var, (self.n_features,)),
+            }
         else:
             mean = xp.reshape(params["running_mean"], bshape)
             var = xp.reshape(params["running_var"], bshape)
             centered = x - mean
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        inplace = ctx.inplace
         # Whole-array passes dominate on large conv activations: update the fresh
-        # arrays in place where the backend allows it (same values either way).
-        if inplace and ctx.training:
-            centered *= inv_std
-            x_hat = centered
-        else:
-            x_hat = centered * inv_std
-        y = x_hat * gamma
-        if inplace:
-            y += beta
-        else:
-            y = y + beta
+        # arrays (centered, y, dx) in place where the backend allows it.
+        u = UPDATES[ctx.inplace]
+        x_hat = u.mul(centered, inv_std)
+        y = u.add(x_hat * gamma, beta)
         training = ctx.training
 
         def backprop(dy):
@@ -141,13 +138,9 @@ class BatchNorm(Layer):
             # backprop makes 5 passes over the activations and 2 reductions (was 7 and 4).
             dx = dy - dbeta * (1.0 / m)
             correction = x_hat * (dgamma * (1.0 / m))
-            if inplace:
-                dx -= correction
-                dx *= scale
-                return dx, grads
-            return (dx - correction) * scale, grads
+            return u.mul(u.sub(dx, correction), scale), grads
 
-        return y, backprop
+        return y, backprop, new_state
 
     def get_config(self):
         return {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}

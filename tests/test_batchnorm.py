@@ -40,11 +40,8 @@ def test_batchnorm_matches_torch(backend, shape, training, inplace):
     layer = BatchNorm(x_h.shape[1], momentum=0.2)
     x = backend.asarray(x_h, "float32")
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
-    updates = {}
-    ctx = pn.Context(
-        xp=backend.xp, training=training, state_updates=updates, layer_index=5, inplace=inplace
-    )
-    y, backprop = layer.forward(params, x, ctx)
+    ctx = pn.Context(xp=backend.xp, training=training, inplace=inplace)
+    y, backprop, updates = layer.forward_with_state(params, x, ctx)
     assert_on_backend(y, backend, "float32", x_h.shape)
     dx, grads = backprop(backend.asarray(dy_h, "float32"))
     assert_on_backend(dx, backend, "float32", x_h.shape)
@@ -70,19 +67,22 @@ def test_batchnorm_matches_torch(backend, shape, training, inplace):
     np.testing.assert_allclose(host_copies(grads["beta"]), bt.grad.numpy(), **tol)
     if training:
         # torch updated rm / rv in place: the running statistics after this batch.
-        assert set(updates) == {(5, "running_mean"), (5, "running_var")}
+        assert set(updates) == {"running_mean", "running_var"}
         for name, ref in (("running_mean", rm), ("running_var", rv)):
-            assert_on_backend(updates[(5, name)], backend, "float32", (x_h.shape[1],))
-            np.testing.assert_allclose(host_copies(updates[(5, name)]), ref.numpy(), **tol)
+            assert_on_backend(updates[name], backend, "float32", (x_h.shape[1],))
+            np.testing.assert_allclose(host_copies(updates[name]), ref.numpy(), **tol)
     else:
         assert updates == {}
 
 
-def test_batchnorm_no_updates_without_dict(backend):
+def test_batchnorm_forward_drops_the_state_updates(backend):
+    """Plain ``forward`` normalizes by the batch and leaves the running statistics alone."""
     x_h, p_h, _ = bn_data(SHAPES["NxF"])
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
-    ctx = pn.Context(xp=backend.xp, training=True, state_updates=None)
+    ctx = pn.Context(xp=backend.xp, training=True)
     y, _ = BatchNorm(4).forward(params, backend.asarray(x_h, "float32"), ctx)
+    for key in ("running_mean", "running_var"):
+        np.testing.assert_array_equal(host_copies(params[key]), p_h[key].astype(np.float32))
     # Training-mode output is normalized by the batch statistics.
     np.testing.assert_allclose(
         host_copies(y),

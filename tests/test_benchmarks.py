@@ -317,9 +317,8 @@ def test_careful_numpy_trains_exactly_as_portnet(workload_name):
     careful_loss = careful.train_epoch(X, y, order, 32, LR, MOMENTUM)
 
     model = build_portnet_model(workload, pn.get_backend("numpy"), seed=2)
-    params, _, loss_sum, _ = model.trainer.run_epoch(
-        model.params,
-        model.optimizer_state,
+    state, loss_sum, _ = model.trainer.run_epoch(
+        model.state,
         X,
         y,
         batch_size=32,
@@ -328,7 +327,7 @@ def test_careful_numpy_trains_exactly_as_portnet(workload_name):
         random=None,
     )
     assert careful_loss == pytest.approx(float(loss_sum) / 100, rel=1e-5)
-    dense = [p for p in params if "W" in p]
+    dense = [p for p in state.params if "W" in p]
     initial = workload.initial_weights(2)
     assert len(dense) == len(careful.W) == len(initial)
     for p, W, b, (W0, _) in zip(dense, careful.W, careful.b, initial, strict=True):

@@ -73,9 +73,9 @@ def test_evaluate_and_predict_validate_too(numpy_backend, data):
 def test_bad_hyperparameters(numpy_backend, data):
     X, y = data
     model = pn.Model(pn.mlp([20, 8, 10]), backend=numpy_backend)
-    with pytest.raises(InputError, match="batch_size"):
+    with pytest.raises(pn.ConfigError, match="batch_size"):
         model.fit(X, y, batch_size=0, verbose=0)
-    with pytest.raises(InputError, match="validation_split"):
+    with pytest.raises(pn.ConfigError, match="validation_split"):
         model.fit(X, y, validation_split=1.5, verbose=0)
     with pytest.raises(ValueError, match="unknown activation"):
         pn.mlp([2, 4, 3], "swishy")

@@ -235,7 +235,7 @@ def test_inplace_training_leaves_host_weights_unchanged(backend_case):
         optimizer=pn.SGD(0.1),
         backend=pn.get_backend(*backend_case),
     )
-    assert model.optimizer.inplace
+    assert model.optimizer.updates_for(model.backend.xp).inplace
     host = model.get_weights()  # float32 host arrays, the model's dtype
     before = [{k: v.copy() for k, v in layer.items()} for layer in host]
     model.set_weights(host)
@@ -271,7 +271,7 @@ def test_inplace_training_equals_portable_training(backend_case):
             dtype="float64",
             seed=3,
         )
-        assert model.optimizer.inplace is inplace
+        assert model.optimizer.updates_for(model.backend.xp).inplace is inplace
         model.fit(X, y, epochs=2, batch_size=16, verbose=0)
         weights.append(model.get_weights())
     assert_trees_close(weights[0], weights[1], rtol=1e-12, atol=1e-14)

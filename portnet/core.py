@@ -1,0 +1,300 @@
+"""The functional training core: a training state and pure steps over it.
+
+:class:`TrainState` is everything that changes while training: the parameters,
+the optimizer's state, the number of epochs done and the seed that, with that
+number, fixes the next epoch's shuffling and dropout. :class:`Trainer` holds what
+does not change (network, loss, optimizer, regularizers) and maps states to
+states::
+
+    state = trainer.init_state(params, seed=0)
+    state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx)
+    state, loss_sum, correct_sum = trainer.train_epoch(state, X, y, batch_size=128,
+                                                        backend=backend)
+
+:class:`portnet.Model` is a façade over one state; :func:`portnet.train.fit_loop`
+is a loop over :meth:`Trainer.train_epoch`. Nothing here reads the host: per epoch
+the host makes exactly two transfers (the shuffled index permutation goes to the
+device, and the caller reads the epoch's stacked sums once), so on a GPU the step
+never waits for the host.
+
+On NumPy, CuPy and torch the step updates parameters and optimizer buffers in
+place (see :mod:`portnet.inplace`): the state passed in is *donated*, as with
+``jax.jit(..., donate_argnums=...)``, and must not be used again. Elsewhere the
+step is pure and the state passed in is left as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._array import Tree, tree_map
+from .layers import Context, Layer, RandomStream
+from .losses import Loss
+from .optim import Optimizer
+from .regularizers import Regularizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything training changes, as one immutable record.
+
+    Attributes
+    ----------
+    params : list of dict
+        The trainable network's parameters (one dict per layer), with
+        non-trainable state such as batch-norm running statistics.
+    opt_state : dict
+        The optimizer's state: step count ``"t"`` and per-parameter ``"slots"``.
+    epoch : int
+        Epochs completed; the schedule's rate for the next epoch is ``lr_at(epoch)``.
+    seed : int
+        With ``epoch``, fixes the next epoch's shuffling and dropout
+        (:func:`epoch_seeds`), so an epoch run again from a saved state draws
+        the same batches and masks.
+    """
+
+    params: Tree
+    opt_state: dict[str, Any]
+    epoch: int = 0
+    seed: int = 0
+
+    def replace(self, **changes: Any) -> TrainState:
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+def epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """The shuffling seed and the dropout seed of epoch ``epoch`` (from 0) of a run.
+
+    Derived from ``(seed, epoch)`` alone, so resuming at any epoch boundary
+    continues with exactly the randomness an uninterrupted run would use.
+    """
+    shuffle_seed, dropout_seed = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2)
+    return int(shuffle_seed), int(dropout_seed)
+
+
+def apply_state_updates(params: Tree, updates: Sequence[dict[str, Any]]) -> Tree:
+    """Store the new values of non-trainable state (one dict per layer, most empty)."""
+    if not any(updates):
+        return params
+    return [{**p, **new} if new else p for p, new in zip(params, updates, strict=True)]
+
+
+def copy_tree(params: Tree) -> Tree:
+    """A device-side copy of every parameter (for snapshots; no host transfer)."""
+    return tree_map(lambda p: _xp(p).asarray(p, copy=True), params)
+
+
+def _xp(array: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(array)
+
+
+@dataclasses.dataclass
+class Trainer:
+    """What a training step needs besides the state and the batch.
+
+    Parameters
+    ----------
+    network : Layer
+        The trainable network (a model's fused output activation is left out: the
+        loss applies it).
+    loss : Loss
+    optimizer : Optimizer
+    regularizers : sequence of Regularizer
+        Penalties on the layers' ``weight_names``.
+    """
+
+    network: Layer
+    loss: Loss
+    optimizer: Optimizer
+    regularizers: Sequence[Regularizer] = ()
+
+    def __post_init__(self) -> None:
+        self.layers = list(getattr(self.network, "layers", [self.network]))
+
+    # -- state ------------------------------------------------------------------
+    def init_state(self, params: Tree, seed: int = 0, epoch: int = 0) -> TrainState:
+        """A fresh state for ``params``: zeroed optimizer buffers, ``epoch`` epochs done."""
+        opt_state = self.optimizer.init(
+            params,
+            [layer.weight_names for layer in self.layers],
+            [layer.state_names for layer in self.layers],
+        )
+        return TrainState(params=list(params), opt_state=opt_state, epoch=epoch, seed=seed)
+
+    def training_context(self, xp: Any, random: RandomStream | None) -> Context:
+        """The context every training step runs in."""
+        # The data were validated and placed once by fit: no per-step device check.
+        # Layers may update their fresh arrays in place where the optimizer does.
+        return Context(
+            xp=xp,
+            training=True,
+            random=random,
+            need_input_grad=False,
+            check_inputs=False,
+            inplace=self.optimizer.updates_for(xp).inplace,
+        )
+
+    # -- one step ---------------------------------------------------------------
+    def loss_and_grads(
+        self, params: Tree, xb: Any, yb: Any, ctx: Context, grad_scale: float = 1.0
+    ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
+        """Forward, loss, backprop and penalty gradients for one batch.
+
+        Returns
+        -------
+        loss, correct : 0-d device arrays
+            The batch's mean loss (without penalties) and correct-prediction count.
+        grads : list of dict
+            Gradients of the mean loss plus penalties, times ``grad_scale``.
+        state_updates : list of dict
+            New values of non-trainable state, per layer (see
+            :meth:`~portnet.Layer.forward_with_state`).
+        """
+        outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
+        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale)
+        correct = self.loss.count_correct(ctx.xp, outputs, yb)
+        _, grads = backprop(d_outputs)
+        if self.regularizers:
+            grads = self.add_penalty_grads(ctx.xp, params, grads, grad_scale)
+        return loss, correct, grads, state_updates
+
+    def train_step(
+        self, state: TrainState, xb: Any, yb: Any, *, ctx: Context, lr: float | None = None
+    ) -> tuple[TrainState, tuple[Any, Any]]:
+        """One minibatch step: ``(state, (loss, correct))``; no host synchronisation.
+
+        ``lr`` defaults to the schedule's rate for ``state.epoch``.
+        """
+        lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
+        # Backprop is linear in d_outputs: scaling the small (batch x classes) output
+        # gradient by lr scales every parameter gradient, which saves SGD and classic
+        # momentum one pass over each parameter array. The loss folds the factor into
+        # its own 1/N, so the scaling costs no extra kernel either.
+        scale = self.optimizer.gradient_scale(lr)
+        loss, correct, grads, updates = self.loss_and_grads(
+            state.params, xb, yb, ctx, 1.0 if scale is None else scale
+        )
+        params, opt_state = self.optimizer.update(
+            state.params, grads, state.opt_state, lr, prescaled=scale is not None
+        )
+        params = apply_state_updates(params, updates)
+        return state.replace(params=params, opt_state=opt_state), (loss, correct)
+
+    def add_penalty_grads(self, xp: Any, params: Tree, grads: Tree, scale: float = 1.0) -> Tree:
+        """``grads`` plus ``scale`` times the regularizers' gradients, on the weights."""
+        for layer, p, g in zip(self.layers, params, grads, strict=True):
+            for key in layer.weight_names:
+                for reg in self.regularizers:
+                    penalty_grad = reg(xp, p[key])[1]
+                    g[key] = g[key] + (penalty_grad if scale == 1.0 else scale * penalty_grad)
+        return grads
+
+    def penalty(self, xp: Any, params: Tree) -> Any:
+        """Total regularization penalty (0-d) of the weights; ``None`` without regularizers."""
+        total = None
+        for layer, p in zip(self.layers, params, strict=True):
+            for key in layer.weight_names:
+                for reg in self.regularizers:
+                    value = reg(xp, p[key])[0]
+                    total = value if total is None else total + value
+        return total
+
+    # -- one epoch --------------------------------------------------------------
+    def run_epoch(
+        self,
+        state: TrainState,
+        X: Any,
+        y: Any,
+        *,
+        batch_size: int,
+        order: Any,
+        random: RandomStream | None,
+        lr: float | None = None,
+        on_batch_end: Callable[[int, int], None] | None = None,
+    ) -> tuple[TrainState, Any, Any]:
+        """Train one epoch over ``X[order]`` in minibatches; sums stay on the device.
+
+        Returns the state (``epoch`` advanced by one), the summed (loss x batch
+        size) and the summed correct count, as 0-d device arrays.
+        """
+        xp = _xp(X)
+        n = order.shape[0]
+        lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
+        ctx = self.training_context(xp, random)
+        loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+        correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+        n_batches = -(-n // batch_size)
+        for b in range(n_batches):
+            # Slice stops are clamped: the standard leaves out-of-bounds stops unspecified.
+            idx = order[b * batch_size : min((b + 1) * batch_size, n)]
+            xb = xp.take(X, idx, axis=0)
+            yb = xp.take(y, idx, axis=0)
+            state, (loss, correct) = self.train_step(state, xb, yb, ctx=ctx, lr=lr)
+            loss_sum = loss_sum + loss * float(idx.shape[0])
+            correct_sum = correct_sum + correct
+            if on_batch_end is not None:
+                on_batch_end(b, n_batches)
+        return state.replace(epoch=state.epoch + 1), loss_sum, correct_sum
+
+    def train_epoch(
+        self,
+        state: TrainState,
+        X: Any,
+        y: Any,
+        *,
+        batch_size: int,
+        backend: Any,
+        shuffle: bool = True,
+        on_batch_end: Callable[[int, int], None] | None = None,
+    ) -> tuple[TrainState, Any, Any]:
+        """:meth:`run_epoch` with the epoch's own shuffling and dropout (:func:`epoch_seeds`).
+
+        The permutation is drawn on the host and sent to the device in one small
+        transfer; batches are gathered on the device.
+        """
+        n = X.shape[0]
+        shuffle_seed, dropout_seed = epoch_seeds(state.seed, state.epoch)
+        order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle else np.arange(n)
+        return self.run_epoch(
+            state,
+            X,
+            y,
+            batch_size=batch_size,
+            order=backend.asarray(order.astype(np.int64)),
+            random=RandomStream(backend, dropout_seed),
+            on_batch_end=on_batch_end,
+        )
+
+    def evaluate_sums(self, params: Tree, X: Any, y: Any, batch_size: int = 2048):
+        """Summed loss and correct count over a dataset, as 0-d device arrays."""
+        xp = _xp(X)
+        ctx = Context(xp=xp, training=False, need_input_grad=False)
+        loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+        correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+        n = X.shape[0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            xb, yb = X[start:stop, ...], y[start:stop, ...]
+            outputs, _ = self.network.forward(params, xb, ctx)
+            loss, _ = self.loss(outputs, yb)
+            loss_sum = loss_sum + loss * float(xb.shape[0])
+            correct_sum = correct_sum + self.loss.count_correct(xp, outputs, yb)
+        return loss_sum, correct_sum
+
+    def outputs(self, params: Tree, X: Any, batch_size: int = 4096) -> Any:
+        """Network outputs (logits, before a fused activation), in inference mode."""
+        xp = _xp(X)
+        ctx = Context(xp=xp, training=False, need_input_grad=False)
+        n = X.shape[0]
+        chunks = [
+            self.network.forward(params, X[i : min(i + batch_size, n), ...], ctx)[0]
+            for i in range(0, n, batch_size)
+        ]
+        return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
