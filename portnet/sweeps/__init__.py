@@ -24,7 +24,7 @@ exists) are skipped, so a killed sweep resumes where it stopped. Each start and
 finish is appended to ``<out>/sweep-log.jsonl`` (host, pid, time).
 """
 
-from .runner import Progress, check_output_folder, probe_worker, run_sweep
+from .runner import Progress, check_output_folder, dask_options, probe_worker, run_sweep
 from .task import (
     DATA_DEFAULTS,
     DEFAULTS,
@@ -55,6 +55,7 @@ __all__ = [
     "check_output_folder",
     "config_id",
     "config_seed",
+    "dask_options",
     "expand_grid",
     "fit_config",
     "load_results",

@@ -254,6 +254,18 @@ def probe_worker(out: str, backends: list[tuple[str, str | None]]) -> dict[str, 
     return found
 
 
+def dask_options(config: Mapping[str, Any], out: str, retries: int) -> dict[str, Any]:
+    """``client.submit`` options of a configuration's task: its key (the same for every
+    driver writing to ``out``, so the scheduler runs it once), retries, and one ``GPU``
+    resource for GPU backends (start GPU workers with ``--resources "GPU=1"``)."""
+    return {
+        "key": task_key(config, out),
+        "retries": int(retries),
+        "resources": {"GPU": 1} if needs_gpu(config) else None,
+        "pure": False,
+    }
+
+
 class _DaskRunner:
     def __init__(self, scheduler: str | None, dask_workers: int | None, timeout: float):
         try:
@@ -326,16 +338,7 @@ class _DaskRunner:
         from dask.distributed import as_completed
 
         futures = [
-            self.client.submit(
-                task,
-                c,
-                out,
-                key=task_key(c, out),
-                retries=int(retries),
-                resources={"GPU": 1} if needs_gpu(c) else None,
-                pure=False,
-            )
-            for c in pending
+            self.client.submit(task, c, out, **dask_options(c, out, retries)) for c in pending
         ]
         _collect(as_completed(futures), report)
 
