@@ -35,6 +35,26 @@ VERSION = 2
 _META_KEY = "__portnet__"
 
 
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write_bytes` left beside ``path``.
+
+    A ``kill -9`` during a write leaves ``path`` whole (the old or the new file) but
+    cannot remove the temporary it was writing. Call this where only one writer of
+    ``path`` runs, e.g. when a run resumes from its checkpoint.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f"{_temporary_prefix(path)}*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_bytes(path: str | os.PathLike, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -42,7 +62,7 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); give it the mode a plain open() would.
     umask = os.umask(0)
     os.umask(umask)

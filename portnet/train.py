@@ -22,6 +22,7 @@ import numpy as np
 from .callbacks import HISTORY_KEYS, Callback, History, ProgressLogger
 from .checkpoint import FitProgress, save_checkpoint
 from .core import Trainer, TrainState, copy_tree
+from .io import remove_stale_temporaries
 
 __all__ = ["Callback", "FitProgress", "History", "ProgressLogger", "Trainer", "fit_loop"]
 
@@ -49,6 +50,8 @@ def fit_loop(
     """
     backend, trainer = model.backend, model.trainer
     xp = backend.xp
+    if checkpoint is not None:
+        remove_stale_temporaries(checkpoint)  # left by a run killed mid-write
     n = X.shape[0]
     state: TrainState = model.state
     if progress is None:
