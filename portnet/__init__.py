@@ -27,8 +27,9 @@ from .gradcheck import check_layer_gradients, format_gradient_table, gradient_ch
 from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
 from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
-from .model import Model, mlp
+from .model import Model
 from .model_selection import CVResult, cross_validate
+from .networks import mlp
 from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .regularizers import L1, L2

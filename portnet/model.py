@@ -10,20 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from ._array import Tree, namespace_of, to_host
+from ._array import Tree, to_host
 from .backends import Backend, get_backend
 from .callbacks import Callback, History, ProgressLogger
 from .checkpoint import restore_checkpoint
 from .config import check_number
 from .core import Trainer, TrainState
-from .errors import ConfigError, DeviceMismatchError, InputError, ModelFileError
+from .errors import ConfigError, InputError, ModelFileError
 from .io import read_model_file, restore_training_state, save_model
 from .layers import Layer, Sequential
 from .losses import Loss, get_loss, loss_from_spec
 from .optim import Optimizer, get_optimizer, optimizer_from_spec
 from .regularizers import Regularizer, get_regularizers, regularizer_from_spec
 from .train import fit_loop
-from .validation import as_host, check_feature_shape, check_features
+from .validation import prepare_features, prepare_targets
 
 
 def _on_device(method: Callable) -> Callable:
@@ -200,34 +200,16 @@ class Model:
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):
-        """Validate features once, then put them on the device once.
-
-        Host data is checked on the host; device data is checked with one device
-        reduction (a 0-d read) instead of a full copy back to the host.
-        """
-        if isinstance(X, np.ndarray | list | tuple):
-            host = np.asarray(X)
-            check_features(host, self.n_in, name)
-            return self.backend.asarray(host, self.dtype)
-        self._check_on_backend(X, name)
-        xp = self.backend.xp
-        check_feature_shape(X.shape, self.n_in, name)
-        X = xp.astype(X, self.dtype)
-        if not bool(self.backend.to_numpy(xp.all(xp.isfinite(X)))):
-            raise InputError(f"{name} contains NaN or infinite values: clean or impute them first.")
-        return X
+        return prepare_features(self.backend, self.dtype, X, self.n_in, self._probe(), name)
 
     def _prepare_y(self, y: Any, n_samples: int, name: str = "y"):
-        """Validate targets (the loss says how) once, then put them on the device once."""
-        if not isinstance(y, np.ndarray | list | tuple):
-            self._check_on_backend(y, name)
-            on_device = self.loss.check_device_targets(
-                self.backend.xp, y, self.n_out, n_samples, name, self.backend.to_numpy
-            )
-            if on_device is not None:
-                return on_device
-        host = self.loss.check_host_targets(as_host(self.backend, y), self.n_out, n_samples, name)
-        return self.backend.asarray(host, "int64" if host.dtype == np.int64 else self.dtype)
+        return prepare_targets(
+            self.backend, self.dtype, self.loss, y, self.n_out, n_samples, self._probe(), name
+        )
+
+    def _probe(self) -> Any:
+        """A parameter array: data given on the device must share its library and device."""
+        return next((v for p in self.state.params for v in p.values()), None)
 
     @_on_device
     def prepare_data(self, X: Any, y: Any | None = None, name: str = "X") -> Any:
@@ -241,15 +223,6 @@ class Model:
         if y is None:
             return X_dev
         return X_dev, self._prepare_y(y, X_dev.shape[0], "y" if name == "X" else f"y_{name}")
-
-    def _check_on_backend(self, array: Any, name: str) -> None:
-        probe = self.params[0].get("W", next((v for p in self.params for v in p.values()), None))
-        try:
-            namespace_of(array, probe)
-        except DeviceMismatchError as exc:
-            raise DeviceMismatchError(
-                f"{name} is not on the model's backend {self.backend}: {exc}"
-            ) from None
 
     # -- training -------------------------------------------------------------
     @_on_device
@@ -451,44 +424,3 @@ class Model:
             f"Model({self.network!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r}, "
             f"backend={self.backend!r}, dtype={self.dtype_name!r})"
         )
-
-
-def mlp(
-    sizes: Sequence[int],
-    activation: str = "relu",
-    output: str | None = None,
-    init: str | None = None,
-    dropout: float = 0.0,
-) -> list[Layer]:
-    """Layers of a multilayer perceptron, e.g. ``mlp([784, 500, 324, 10], "relu")``.
-
-    Parameters
-    ----------
-    sizes : list of int
-        Input width, hidden widths, output width.
-    activation : str
-        Hidden activation (``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"``).
-    output : str, optional
-        Output activation layer (``"softmax"``, ``"sigmoid"``); by default none (logits).
-    init : str, optional
-        Weight init; by default He for ReLU-like and Glorot otherwise.
-    dropout : float
-        Dropout rate after each hidden activation (0 for none).
-    """
-    from .activations import get_activation
-    from .layers import Dense, Dropout
-
-    if len(sizes) < 2:
-        raise ConfigError("mlp needs at least input and output sizes")
-    init = init or ("he" if "relu" in activation else "glorot")
-    layers: list[Layer] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        last = i == len(sizes) - 2
-        layers.append(Dense(n_in, n_out, init=init))
-        if not last:
-            layers.append(get_activation(activation))
-            if dropout:
-                layers.append(Dropout(dropout))
-    if output:
-        layers.append(get_activation(output))
-    return layers

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ._array import namespace_of
+from .errors import DeviceMismatchError, InputError
 
 
 def check_feature_shape(shape: tuple[int, ...], n_in: int | None, name: str = "X") -> None:
@@ -54,4 +55,50 @@ def as_host(backend, array: Any) -> np.ndarray:
         raise InputError(
             f"Could not read data of type {type(array).__name__} on backend {backend}: {exc}. "
             "Pass NumPy arrays, or arrays of the model's backend and device."
+        ) from None
+
+
+def prepare_features(
+    backend, dtype: Any, X: Any, n_in: int | None, probe: Any, name: str = "X"
+) -> Any:
+    """Validate features once, then put them on the device once.
+
+    Host data is checked on the host; device data (which must share ``probe``'s
+    library and device) is checked with one device reduction (a 0-d read)
+    instead of a full copy back to the host.
+    """
+    if isinstance(X, np.ndarray | list | tuple):
+        host = np.asarray(X)
+        check_features(host, n_in, name)
+        return backend.asarray(host, dtype)
+    _check_on_backend(backend, X, probe, name)
+    xp = backend.xp
+    check_feature_shape(X.shape, n_in, name)
+    X = xp.astype(X, dtype)
+    if not bool(backend.to_numpy(xp.all(xp.isfinite(X)))):
+        raise InputError(f"{name} contains NaN or infinite values: clean or impute them first.")
+    return X
+
+
+def prepare_targets(
+    backend, dtype: Any, loss, y: Any, n_out: int | None, n_samples: int, probe: Any, name: str
+) -> Any:
+    """Validate targets once (``loss`` says how), then put them on the device once."""
+    if not isinstance(y, np.ndarray | list | tuple):
+        _check_on_backend(backend, y, probe, name)
+        on_device = loss.check_device_targets(
+            backend.xp, y, n_out, n_samples, name, backend.to_numpy
+        )
+        if on_device is not None:
+            return on_device
+    host = loss.check_host_targets(as_host(backend, y), n_out, n_samples, name)
+    return backend.asarray(host, "int64" if host.dtype == np.int64 else dtype)
+
+
+def _check_on_backend(backend, array: Any, probe: Any, name: str) -> None:
+    try:
+        namespace_of(array, probe)
+    except DeviceMismatchError as exc:
+        raise DeviceMismatchError(
+            f"{name} is not on the model's backend {backend}: {exc}"
         ) from None

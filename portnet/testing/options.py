@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .. import activations, augment, conv, layers, normalization, optim, schedules
-from ..model import Model, mlp
+from ..model import Model
+from ..networks import mlp
 
 N_FEATURES, N_CLASSES, IMAGE = 12, 3, (1, 8, 8)
 
