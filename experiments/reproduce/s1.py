@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 import portnet as pn
-from experiments.reproduce._s012 import load_images, markdown, plot_run, record, train_and_evaluate
+from experiments.reproduce._gradchecks import s1_table3
+from experiments.reproduce._s012 import load_images, markdown, plot_run, train_and_evaluate
 from experiments.reproduce.results import Claim
 from portnet.data import scale_images, standardize_per_image
 
@@ -80,16 +81,6 @@ PAPER = {
     "relu": 87.91,
 }
 
-# Table 3 of the paper: (label, index, backprop, numerical, abs difference).
-PAPER_GRADCHECK = [
-    ("Output bias weight", "784, 79", 1.831570e-13, -2.775558e-13, 4.607127e-13),
-    ("Hidden bias weight", "128, 1", 0.001381, 0.001381, 2.291352e-08),
-    ("Hidden → output weight 1", "304, 81", 7.494840e-06, 3.170658e-06, 4.324181e-06),
-    ("Hidden → output weight 2", "181, 40", -4.270080e-14, -3.365363e-14, 9.047170e-15),
-    ("Input → hidden weight 1", "44, 7", -5.081859e-07, -5.081944e-07, 8.461761e-12),
-    ("Input → hidden weight 2", "47, 2", -7.732324e-09, -7.732463e-09, 1.382703e-13),
-]
-
 
 def _init(cfg, activation: str) -> str | None:
     """The weight init for a hidden activation (None: portnet's default for it)."""
@@ -104,75 +95,6 @@ def _setting(cfg, extra: str = "", activation: str = "tanh") -> str:
         f"early stop {cfg['patience']} on "
         f"{cfg['monitor'].replace('_', ' ')}{extra}"
     )
-
-
-def _gradient_check(ctx, model, X, y) -> tuple[str, list[Claim]]:
-    """Table 3: backprop vs central differences for the paper's six kinds of weight."""
-    cfg = ctx.config
-    rng = np.random.default_rng(cfg["seed"] + 3)
-    hidden, n_in = cfg["hidden"], X.shape[1]
-    # Dense layers are at positions 0 (input -> hidden) and 2 (hidden -> output).
-    kinds = [
-        ("Output bias weight", (2, "b", (int(rng.integers(10)),))),
-        ("Hidden bias weight", (0, "b", (int(rng.integers(hidden)),))),
-        ("Hidden → output weight 1", (2, "W", (int(rng.integers(hidden)), int(rng.integers(10))))),
-        ("Hidden → output weight 2", (2, "W", (int(rng.integers(hidden)), int(rng.integers(10))))),
-        ("Input → hidden weight 1", (0, "W", (int(rng.integers(n_in)), int(rng.integers(hidden))))),
-        ("Input → hidden weight 2", (0, "W", (int(rng.integers(n_in)), int(rng.integers(hidden))))),
-    ]
-    n = int(cfg["gradcheck_samples"])
-    rows = pn.gradient_check(
-        model, X[:n], y[:n], entries=[entry for _, entry in kinds], eps=cfg["gradcheck_eps"]
-    )
-    record(
-        ctx,
-        "gradient_check.json",
-        "rows",
-        [r.to_dict() for r in rows],
-    )
-    table_rows, claims = [], []
-    for (label, _), row, paper in zip(kinds, rows, PAPER_GRADCHECK, strict=True):
-        table_rows.append(
-            (
-                label,
-                ", ".join(map(str, row.index)),
-                f"{row.backprop:.6e}",
-                f"{row.numerical:.6e}",
-                f"{row.abs_diff:.3e}",
-                f"{row.rel_error:.2e}",
-                f"{paper[4]:.3e}",
-            )
-        )
-        claims.append(
-            Claim(
-                f"Gradient check |backprop − numerical|, {label.lower()}",
-                paper[4],
-                row.abs_diff,
-                "",
-                f"trained tanh MLP, float64, eps {cfg['gradcheck_eps']:g}, loss of {n} "
-                f"training pattern(s); backprop {row.backprop:.4e}, numerical "
-                f"{row.numerical:.4e}, relative error {row.rel_error:.1e}",
-            )
-        )
-    text = markdown(
-        [
-            "weight",
-            "index",
-            "backprop",
-            "numerical",
-            "abs. difference",
-            "rel. error",
-            "paper abs. difference",
-        ],
-        table_rows,
-        "Table 3: gradient check on the trained 784-128-10 tanh MLP (portnet)",
-    )
-    text += markdown(
-        ["weight", "index", "backprop", "numerical", "abs. difference"],
-        [(a, b, f"{c:.6e}", f"{d:.6e}", f"{e:.6e}") for a, b, c, d, e in PAPER_GRADCHECK],
-        "Table 3 as printed in the paper (its indices count the bias as an extra input)",
-    )
-    return text, claims
 
 
 def _claim(name, paper, result, setting) -> Claim:
@@ -306,7 +228,7 @@ def run(ctx) -> list[Claim]:
     momentum = mlp_run("tanh MLP with momentum")
     plot_run(ctx, momentum, "momentum.png", "Figure 4: tanh MLP with momentum")
     claims.append(_claim("MLP with momentum (tanh)", PAPER["momentum"], momentum, _setting(cfg)))
-    text, grad_claims = _gradient_check(ctx, momentum.model, data[0], data[1])
+    text, grad_claims = s1_table3(ctx, momentum.model, data[0], data[1])
     md.insert(0, text)
     claims += grad_claims
 

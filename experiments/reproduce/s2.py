@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 import portnet as pn
+from experiments.reproduce._gradchecks import s2_table1
 from experiments.reproduce._s012 import (
     RunResult,
     load_images,
     markdown,
     plot_run,
-    record,
     train_and_evaluate,
 )
 from experiments.reproduce.results import Claim
@@ -99,15 +97,6 @@ PAPER_TOPO = {
     "128": (0.99725, 0.034221, 0.932167, 0.239340, 0.8514),
     "256": (0.999542, 0.017683, 0.941833, 0.210170, 0.8626),
     "203x203": (0.998083, 0.025471, 0.938083, 0.228035, 0.8583),
-}
-# Table 1: (E(w+eps), E(w-eps), approximated gradient, backprop gradient, abs error).
-PAPER_GRADCHECK = {
-    "Hidden weight 1": (2.915601, 2.915669, -0.003394, -0.003394, 4.689468e-10),
-    "Hidden weight 2": (1.568530, 1.568079, 0.02255498, 0.02255499, 6.128687e-9),
-    "Output weight 1": (4.945193, 4.944855, 0.0168997, 0.0168995, 2.532141e-7),
-    "Output weight 2": (2.789656, 2.788244, 0.0706445, 0.0706437, 7.989562e-7),
-    "Hidden bias": (2.789018, 2.788877, 0.0070264, 0.0070262, 1.803573e-7),
-    "Output bias": (1.052991, 1.052658, 0.016604, 0.016603, 2.630992e-7),
 }
 COLUMNS = (
     "train accuracy",
@@ -228,96 +217,6 @@ def _table(ctx, title: str, label: str, rows, claims: list[Claim], setting: str)
     )
 
 
-def _gradient_check(ctx, X, y, hidden: list[int], activation: str) -> tuple[str, list[Claim]]:
-    """Table 1 on the untrained default network and one training pattern, in float64."""
-    cfg = ctx.config
-    eps = float(cfg["gradcheck_eps"])
-    layers = pn.mlp([784, *hidden, 10], activation)
-    # Data loss only, as the paper's E^n: a float64 copy without the L2 penalty.
-    model = pn.Model(
-        layers, optimizer="sgd", backend=ctx.backend, dtype="float64", seed=cfg["seed"]
-    )
-    weights = model.get_weights()
-    rng = np.random.default_rng(cfg["seed"] + 5)
-    last = len(hidden) * 2  # index of the output Dense layer
-    n_hidden = hidden[0]
-    # Input pixels that differ from the image's background, so the two input weights
-    # checked do not share one input value (and so one gradient up to the unit's delta).
-    pixels = rng.permutation(np.flatnonzero(X[0] != X[0].min()))
-    entries = {
-        "Hidden weight 1": (0, "W", (int(pixels[0]), int(rng.integers(n_hidden)))),
-        "Hidden weight 2": (0, "W", (int(pixels[1]), int(rng.integers(n_hidden)))),
-        "Output weight 1": (last, "W", (int(rng.integers(hidden[-1])), int(rng.integers(10)))),
-        "Output weight 2": (last, "W", (int(rng.integers(hidden[-1])), int(rng.integers(10)))),
-        "Hidden bias": (0, "b", (int(rng.integers(n_hidden)),)),
-        "Output bias": (last, "b", (int(rng.integers(10)),)),
-    }
-    x1, y1 = X[:1], y[:1]
-    rows = pn.gradient_check(model, x1, y1, entries=list(entries.values()), eps=eps)
-    record(
-        ctx,
-        "gradient_check.json",
-        "rows",
-        [r.to_dict() for r in rows],
-    )
-
-    def loss_with(layer, key, index, delta):
-        changed = [{k: np.array(v, dtype=np.float64) for k, v in w.items()} for w in weights]
-        changed[layer][key][index] += delta
-        model.set_weights(changed)
-        return model.evaluate(x1, y1)["loss"]
-
-    lines, claims = [], []
-    for (label, (layer, key, index)), row in zip(entries.items(), rows, strict=True):
-        plus, minus = loss_with(layer, key, index, eps), loss_with(layer, key, index, -eps)
-        paper = PAPER_GRADCHECK[label]
-        lines.append(
-            (
-                label,
-                ", ".join(map(str, index)),
-                f"{plus:.6f}",
-                f"{minus:.6f}",
-                f"{row.numerical:.7g}",
-                f"{row.backprop:.7g}",
-                f"{row.abs_diff:.3e}",
-                f"{paper[4]:.3e}",
-            )
-        )
-        claims.append(
-            Claim(
-                f"Table 1 gradient check |approx − backprop|, {label.lower()}",
-                paper[4],
-                row.abs_diff,
-                "",
-                f"untrained 784-{'-'.join(map(str, hidden))}-10 {activation}, float64, "
-                f"eps {eps:g}, one {cfg['dataset']} training pattern; E(w+eps) {plus:.6f}, "
-                f"E(w-eps) {minus:.6f}, "
-                f"approx {row.numerical:.6g}, backprop {row.backprop:.6g}",
-            )
-        )
-    model.set_weights(weights)
-    text = markdown(
-        [
-            "weight",
-            "index",
-            "E(w+ε)",
-            "E(w−ε)",
-            "approximated gradient",
-            "backprop gradient",
-            "abs. error",
-            "paper abs. error",
-        ],
-        lines,
-        f"Table 1: gradient check, ε = {eps:g} (portnet; the paper's errors beside)",
-    )
-    text += markdown(
-        ["weight", "E(w+ε)", "E(w−ε)", "approximated", "backprop", "abs. error"],
-        [(k, *(f"{v:.7g}" for v in vals)) for k, vals in PAPER_GRADCHECK.items()],
-        "Table 1 as printed in the paper (KMNIST)",
-    )
-    return text, claims
-
-
 def run(ctx) -> list[Claim]:
     cfg = ctx.config
     # "z-score normalization to the samples": each image by its own mean and std.
@@ -328,7 +227,7 @@ def run(ctx) -> list[Claim]:
     claims: list[Claim] = []
     md: list[str] = []
 
-    text, grad_claims = _gradient_check(ctx, data[0], data[1], list(hidden), act)
+    text, grad_claims = s2_table1(ctx, data[0], data[1], list(hidden), act)
     md.append(text)
     claims += grad_claims
 
