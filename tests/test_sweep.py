@@ -361,3 +361,12 @@ def test_expand_grid_is_every_combination_in_order():
     assert [(g["x"], g["y"]) for g in grid[:3]] == [(1, "p"), (1, "q"), (1, "r")]
     grid[0]["b"].append(2)
     assert grid[1]["b"] == [1]  # each combination has its own copy of the base
+
+
+def test_the_wheel_ships_what_a_worker_runs():
+    """A Dask worker needs only the installed package: portnet.sweeps must be in the wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = config["tool"]["setuptools"]["packages"]
+    assert {"portnet", "portnet.data", "portnet.sweeps"} <= set(packages)
+    assert "dask[distributed]>=2024.1" in config["project"]["optional-dependencies"]["dask"]
