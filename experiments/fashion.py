@@ -108,6 +108,10 @@ RULES = {
 MLP_OPTIONS = ("hidden", "activation", "dropout")
 
 
+#: Written after every epoch and deleted when the run completes.
+CHECKPOINT = "checkpoint.npz"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.fashion",
@@ -240,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=False,
         help="skip the PNG figures (no matplotlib needed)",
+    )
+    g.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run that was killed or stopped, from the checkpoint it wrote after "
+        "its last finished epoch (RUN_DIR/checkpoint.npz); RUN_DIR/config.json fixes every "
+        "setting, only --backend, --device and --threads may change. The result equals an "
+        "uninterrupted run's",
     )
     g.add_argument(
         "--evaluate",
@@ -453,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         evaluate_run(Path(args.evaluate), pn.get_backend(args.backend, args.device))
         return 0
+    resuming = args.resume is not None
+    if resuming:
+        args = resume_arguments(parser, args)
     config = resolve_config(args)
     out = Path(config["out"]) if config["out"] else default_out_dir("fashion")
     check_output_dir(out, "--out")
@@ -507,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=config["batch_size"],
         patience=config["patience"],
         seed=config["seed"],
+        # After every epoch, atomically: a killed run loses at most the epoch in progress.
+        checkpoint=out / CHECKPOINT,
+        resume=resuming,
     )
     test_result = model.evaluate(*test)
     predictions = model.predict(test[0])
@@ -533,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "metrics.json", metrics)
     model.save(out / "model.npz")
     _save_stats(out / "preprocessing.npz", stats)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: model.npz holds it all
     if config["plots"]:
         from portnet import plots
 
@@ -554,6 +573,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"results  {out}/")
     return 0
+
+
+def resume_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The arguments of the run in ``args.resume``: its config.json, plus where it runs now."""
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.json").is_file():
+        fail(f"--resume {run_dir}: no config.json there; give the folder of a run (its --out).")
+    if (run_dir / "metrics.json").is_file():
+        fail(f"--resume {run_dir}: that run has finished (metrics.json exists); nothing to resume.")
+    if not (run_dir / CHECKPOINT).is_file():
+        fail(
+            f"--resume {run_dir}: no {CHECKPOINT} there, so the run stopped before its first "
+            "epoch ended; start it again with the same settings."
+        )
+    argv = ["--config", str(run_dir / "config.json"), "--out", str(run_dir)]
+    for flag, value in (
+        ("--backend", args.backend),
+        ("--device", args.device),
+        ("--threads", args.threads),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    resumed = parser.parse_args(argv)
+    resumed.resume = str(run_dir)
+    return resumed
 
 
 def _save_stats(path: Path, stats: dict) -> None:

@@ -234,3 +234,59 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path, delay):
     assert resumed.epochs_trained == straight.epochs_trained == 60
     assert max_relative_difference(straight.get_weights(), resumed.get_weights()) <= 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "run.py"]
+
+
+def fashion(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.fashion", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PORTNET_BACKEND"},
+    )
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9 is POSIX")
+def test_fashion_cli_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
+    args = [
+        "--dataset",
+        "fashion_mnist_sample",
+        "--epochs",
+        "4",
+        "--no-plots",
+        "--batch-size",
+        "32",
+    ]
+    straight = fashion(*args, "--out", str(tmp_path / "straight"))
+    killed = fashion(*args, "--out", str(tmp_path / "killed"))
+    with killed.stdout:
+        for line in killed.stdout:
+            if line.startswith("epoch   2/4"):
+                break
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert {p.name for p in (tmp_path / "killed").iterdir()} <= {
+        "config.json",
+        "checkpoint.npz",
+        *(p.name for p in (tmp_path / "killed").glob(".checkpoint.npz.*.tmp")),
+    }
+    assert pn.Model.load(tmp_path / "killed" / "checkpoint.npz").epochs_trained >= 2
+    resumed = fashion("--resume", str(tmp_path / "killed"))
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert "epoch   1/4" not in output and "epoch   4/4" in output
+    straight.communicate(timeout=300)
+    assert straight.returncode == 0
+    metrics = [
+        json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("straight", "killed")
+    ]
+    assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"]
+    assert metrics[0]["test_loss"] == pytest.approx(metrics[1]["test_loss"], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == sorted(
+        p.name for p in (tmp_path / "straight").iterdir()
+    )
+    again = fashion("--resume", str(tmp_path / "killed"))
+    message = again.communicate(timeout=60)[0]
+    assert again.returncode == 2 and "has finished" in message and "Traceback" not in message
