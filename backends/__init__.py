@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from portnet.errors import BackendError
 
-from ._base import Backend, TransferCount, count_transfers
+from ._base import Backend, TransferCount, count_transfers, on_backend_device
 
 __all__ = [
     "Backend",
@@ -26,6 +26,7 @@ __all__ = [
     "count_transfers",
     "get_backend",
     "known_backends",
+    "on_backend_device",
 ]
 
 

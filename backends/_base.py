@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -157,3 +158,18 @@ class Backend:
 
     def __hash__(self) -> int:
         return hash((self.name, self.device_name))
+
+
+def on_backend_device(method: Callable) -> Callable:
+    """Run a method of an object with a ``backend`` inside :meth:`Backend.device_scope`.
+
+    CuPy creates arrays on its current device; entering the object's device keeps
+    every array of a model on ``cuda:1`` on ``cuda:1``.
+    """
+
+    @functools.wraps(method)
+    def on_device(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.device_scope():
+            return method(self, *args, **kwargs)
+
+    return on_device

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._array import Tree, to_host
-from .backends import Backend, get_backend
+from .backends import Backend, get_backend, on_backend_device
 from .callbacks import Callback, History, ProgressLogger
 from .checkpoint import restore_checkpoint
 from .config import check_number
@@ -23,22 +22,7 @@ from .losses import Loss, get_loss, loss_from_spec
 from .optim import Optimizer, get_optimizer, optimizer_from_spec
 from .regularizers import Regularizer, get_regularizers, regularizer_from_spec
 from .train import fit_loop
-from .validation import prepare_features, prepare_targets
-
-
-def _on_device(method: Callable) -> Callable:
-    """Run a Model method inside its backend's :meth:`~Backend.device_scope`.
-
-    CuPy creates arrays on its current device; entering the model's device here
-    keeps every array of a model on ``cuda:1`` on ``cuda:1``.
-    """
-
-    @functools.wraps(method)
-    def on_device(self: Model, *args: Any, **kwargs: Any) -> Any:
-        with self.backend.device_scope():
-            return method(self, *args, **kwargs)
-
-    return on_device
+from .validation import check_weight_structure, prepare_features, prepare_targets
 
 
 class Model:
@@ -166,37 +150,21 @@ class Model:
             for layer in weights
         ]
 
-    @_on_device
+    @on_backend_device
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """The parameters as NumPy arrays (one dict per layer)."""
         return [{k: self.backend.to_numpy(v) for k, v in layer.items()} for layer in self.params]
 
-    @_on_device
+    @on_backend_device
     def set_weights(self, weights: list[dict[str, Any]]) -> None:
         """Replace the parameters with arrays of the same structure and shapes.
 
         The arrays may be NumPy arrays or arrays of any backend (they are copied).
         The optimizer state starts afresh; the epoch count and seed are kept.
         """
-        self._check_structure(weights, "weights")
+        check_weight_structure(self.params, weights)
         params = self._to_device(weights)[: len(self.trainer.layers)]
         self.state = self.trainer.init_state(params, seed=self.state.seed, epoch=self.state.epoch)
-
-    def _check_structure(self, weights: list[dict[str, Any]], what: str) -> None:
-        current = self.params
-        if len(weights) != len(current):
-            raise ConfigError(f"expected {what} for {len(current)} layers, got {len(weights)}")
-        for i, (old, new) in enumerate(zip(current, weights, strict=True)):
-            if set(old) != set(new):
-                raise ConfigError(
-                    f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}"
-                )
-            for key, value in new.items():
-                if tuple(np.shape(value)) != tuple(old[key].shape):
-                    raise ConfigError(
-                        f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
-                        f"got {np.shape(value)}"
-                    )
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):
@@ -211,7 +179,7 @@ class Model:
         """A parameter array: data given on the device must share its library and device."""
         return next((v for p in self.state.params for v in p.values()), None)
 
-    @_on_device
+    @on_backend_device
     def prepare_data(self, X: Any, y: Any | None = None, name: str = "X") -> Any:
         """Validate data once and place it on the model's device, as :meth:`fit` does.
 
@@ -225,7 +193,7 @@ class Model:
         return X_dev, self._prepare_y(y, X_dev.shape[0], "y" if name == "X" else f"y_{name}")
 
     # -- training -------------------------------------------------------------
-    @_on_device
+    @on_backend_device
     def fit(
         self,
         X: Any,
@@ -342,7 +310,7 @@ class Model:
         """Network outputs before the fused activation (logits), on the device."""
         return self.trainer.outputs(self.state.params, self._prepare_X(X), batch_size)
 
-    @_on_device
+    @on_backend_device
     def predict_proba(self, X: Any):
         """Probabilities (softmax / sigmoid of the logits, as the loss says), on the device.
 
@@ -350,12 +318,12 @@ class Model:
         """
         return self.loss.probabilities(self.backend.xp, self._outputs(X))
 
-    @_on_device
+    @on_backend_device
     def predict(self, X: Any):
         """Predicted class labels (int64 device array); raw outputs for regression losses."""
         return self.loss.predict(self.backend.xp, self._outputs(X))
 
-    @_on_device
+    @on_backend_device
     def evaluate(self, X: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
         """Mean loss and accuracy on a dataset, as Python floats (one host read)."""
         X_dev = self._prepare_X(X)
@@ -366,7 +334,7 @@ class Model:
         return {"loss": float(values[0]) / n, "accuracy": float(values[1]) / n}
 
     # -- persistence ----------------------------------------------------------
-    @_on_device
+    @on_backend_device
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` (``.npz``, no pickle, atomic): architecture, loss,
         weights, optimizer (class, hyper-parameters, schedule, state), regularizers,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace_of
-from .errors import DeviceMismatchError, InputError
+from .errors import ConfigError, DeviceMismatchError, InputError
 
 
 def check_feature_shape(shape: tuple[int, ...], n_in: int | None, name: str = "X") -> None:
@@ -102,3 +102,18 @@ def _check_on_backend(backend, array: Any, probe: Any, name: str) -> None:
         raise DeviceMismatchError(
             f"{name} is not on the model's backend {backend}: {exc}"
         ) from None
+
+
+def check_weight_structure(current: list[dict[str, Any]], weights: list[dict[str, Any]]) -> None:
+    """Raise :class:`ConfigError` unless ``weights`` has ``current``'s layers, names and shapes."""
+    if len(weights) != len(current):
+        raise ConfigError(f"expected weights for {len(current)} layers, got {len(weights)}")
+    for i, (old, new) in enumerate(zip(current, weights, strict=True)):
+        if set(old) != set(new):
+            raise ConfigError(f"layer {i}: expected parameters {sorted(old)}, got {sorted(new)}")
+        for key, value in new.items():
+            if tuple(np.shape(value)) != tuple(old[key].shape):
+                raise ConfigError(
+                    f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
+                    f"got {np.shape(value)}"
+                )
