@@ -146,7 +146,8 @@ def read_model_file(path: str | os.PathLike) -> ModelRecord:
     if not path.is_file():
         raise ModelFileError(f"No model file at {path}: check the path (models are saved as .npz).")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Our own handle: np.load leaks the one it opens when the zip is truncated.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             contents = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise ModelFileError(

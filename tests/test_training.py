@@ -127,11 +127,12 @@ def test_early_stopping_restores_best_epoch(numpy_backend):
     X, y = synthetic_classification(n=300, seed=5)
     noise = np.random.default_rng(1).integers(0, 10, size=100)  # unlearnable validation labels
     model = pn.Model(pn.mlp([20, 64, 10], "relu"), optimizer=pn.Adam(1e-2), backend=numpy_backend)
-    snapshots = []
+    seen_val_loss = []
 
     class Snapshot(pn.Callback):
         def on_epoch_end(self, model, epoch, logs):
-            snapshots.append(model.trainer)  # callbacks see the model each epoch
+            # Callbacks see this epoch's weights: evaluating them gives this epoch's val_loss.
+            seen_val_loss.append(model.evaluate(X[200:], noise)["loss"])
 
     history = model.fit(
         X[:200],
@@ -149,6 +150,7 @@ def test_early_stopping_restores_best_epoch(numpy_backend):
     assert history.epochs_run == history.best_epoch + 3
     restored = model.evaluate(X[200:], noise)["loss"]
     assert restored == pytest.approx(val[history.best_epoch - 1], rel=1e-5)
+    np.testing.assert_allclose(seen_val_loss, val, rtol=1e-5)
 
 
 def test_dropout_is_active_in_training_only(backend):
