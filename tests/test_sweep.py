@@ -370,3 +370,18 @@ def test_the_wheel_ships_what_a_worker_runs():
     packages = config["tool"]["setuptools"]["packages"]
     assert {"portnet", "portnet.data", "portnet.sweeps"} <= set(packages)
     assert "dask[distributed]>=2024.1" in config["project"]["optional-dependencies"]["dask"]
+
+
+def test_probe_worker_reports_what_a_worker_cannot_do(tmp_path):
+    from portnet.sweeps import probe_worker
+    from portnet.sweeps.runner import data_specs
+
+    good = normalize_config(tiny_grid()[0])
+    bad = normalize_config({**BASE, "data": {**BASE["data"], "val_size": 300}})
+    found = probe_worker(str(tmp_path), [("numpy", None)], data_specs([good, good]))
+    assert found == {"portnet": pn.__version__, "write": None, "backends": {}, "data": {}}
+    found = probe_worker(
+        str(tmp_path / "missing"), [("numpy", None), ("numpy", "cuda:7")], data_specs([good, bad])
+    )
+    assert found["write"] and set(found["backends"]) == {"numpy cuda:7"}
+    assert "val_size=300" in found["data"]["fashion_mnist_sample"]

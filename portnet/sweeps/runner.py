@@ -9,6 +9,7 @@ loads the backends and can write to the output folder. A problem is a
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -235,12 +236,17 @@ def _run_pool(task, pending, out: str, report, workers: int) -> None:
             _collect(as_completed(futures), report)
 
 
-def probe_worker(out: str, backends: list[tuple[str, str | None]]) -> dict[str, Any]:
-    """What a worker can do: portnet's version, writing to ``out``, loading each backend."""
+def probe_worker(
+    out: str, backends: list[tuple[str, str | None]], data: list[str] = ()
+) -> dict[str, Any]:
+    """What a worker can do: portnet's version, writing to ``out``, loading each backend
+    and preparing each data set (``data``: JSON of the configurations' ``data`` entries;
+    the prepared arrays stay cached in the worker for its configurations)."""
     from .. import __version__
     from ..backends import get_backend
+    from .task import _prepared
 
-    found: dict[str, Any] = {"portnet": __version__, "write": None, "backends": {}}
+    found: dict[str, Any] = {"portnet": __version__, "write": None, "backends": {}, "data": {}}
     try:
         with tempfile.TemporaryFile(dir=out):
             pass
@@ -251,7 +257,17 @@ def probe_worker(out: str, backends: list[tuple[str, str | None]]) -> dict[str, 
             get_backend(name, device)
         except PortnetError as exc:
             found["backends"][f"{name} {device or ''}".strip()] = str(exc)
+    for spec in data:
+        try:
+            _prepared(spec)
+        except PortnetError as exc:
+            found["data"][json.loads(spec)["dataset"]] = str(exc)
     return found
+
+
+def data_specs(configs) -> list[str]:
+    """The distinct ``data`` entries of normalised configurations, as sorted JSON."""
+    return sorted({json.dumps(c["data"], sort_keys=True) for c in configs})
 
 
 def dask_options(config: Mapping[str, Any], out: str, retries: int) -> dict[str, Any]:
@@ -302,7 +318,7 @@ class _DaskRunner:
                 f"`dask worker {self.address}` on each machine, then run the sweep again"
             ) from None
         try:
-            found = self.client.run(probe_worker, out, list(backends))
+            found = self.client.run(probe_worker, out, list(backends), data_specs(pending))
         except Exception as exc:  # noqa: BLE001 - anything here means the workers lack portnet
             raise ConfigError(
                 f"the Dask workers cannot run portnet's sweep ({type(exc).__name__}: {exc}). "
@@ -325,6 +341,9 @@ class _DaskRunner:
                     "the sweep has GPU configurations but no worker offers a GPU; start "
                     'the GPU machines\' workers with `dask worker ADDRESS --resources "GPU=1"`'
                 )
+        for worker, f in sorted(found.items()):
+            for dataset, why in f["data"].items():
+                raise ConfigError(f"worker {worker} cannot load data set {dataset}: {why}")
         for name, device in backends:
             label = f"{name} {device or ''}".strip()
             gpu = needs_gpu({"backend": name, "device": device})
