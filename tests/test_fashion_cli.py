@@ -38,33 +38,48 @@ def run(args, env_extra=None, timeout=600):
     )
 
 
-def test_help_explains_every_flag():
-    result = run(["--help"])
-    assert result.returncode == 0
-    for flag in (
-        "--backend",
-        "--device",
-        "--dtype",
-        "--dataset",
-        "--data-dir",
-        "--hidden",
-        "--activation",
-        "--optimizer",
-        "--lr",
-        "--batch-size",
-        "--epochs",
-        "--l1",
-        "--l2",
-        "--dropout",
-        "--patience",
-        "--seed",
-        "--train-size",
-        "--out",
-        "--config",
-        "--evaluate",
-        "--threads",
-    ):
-        assert flag in result.stdout, flag
+def test_every_flag_reaches_the_run_configuration(tmp_path):
+    """Each flag sets its option (over the defaults and a config file), not only --help."""
+    from experiments import fashion
+
+    config_file = tmp_path / "base.yaml"
+    config_file.write_text("epochs: 7\nlr: 0.3\nl1: 0.001\n")
+    flags = {
+        "--backend": ("array_api_strict", "backend", "array_api_strict"),
+        "--device": ("device1", "device", "device1"),
+        "--dtype": ("float64", "dtype", "float64"),
+        "--threads": ("3", "threads", 3),
+        "--dataset": ("mnist", "dataset", "mnist"),
+        "--data-dir": (str(tmp_path), "data_dir", str(tmp_path)),
+        "--normalize": ("image", "normalize", "image"),
+        "--train-size": ("500", "train_size", 500),
+        "--val-fraction": ("0.25", "val_fraction", 0.25),
+        "--hidden": ("300,100", "hidden", [300, 100]),
+        "--activation": ("tanh", "activation", "tanh"),
+        "--dropout": ("0.1", "dropout", 0.1),
+        "--optimizer": ("adam", "optimizer", "adam"),
+        "--lr": ("0.002", "lr", 0.002),
+        "--momentum": ("0.5", "momentum", 0.5),
+        "--schedule": ("step", "schedule", "step"),
+        "--batch-size": ("64", "batch_size", 64),
+        "--epochs": ("3", "epochs", 3),
+        "--l2": ("0.0001", "l2", 0.0001),
+        "--weight-decay": ("0.01", "weight_decay", 0.01),
+        "--patience": ("4", "patience", 4),
+        "--seed": ("9", "seed", 9),
+        "--out": (str(tmp_path / "run"), "out", str(tmp_path / "run")),
+    }
+    argv = ["--config", str(config_file), "--no-plots"]
+    for flag, (text, _, _) in flags.items():
+        argv += [flag, text]
+    config = fashion.resolve_config(fashion.build_parser().parse_args(argv))
+    for flag, (_, key, expected) in flags.items():
+        assert config[key] == expected, flag
+    assert config["l1"] == 0.001 and config["plots"] is False  # from the file; --no-plots
+    # Left out, each option keeps its default.
+    defaults = fashion.resolve_config(fashion.build_parser().parse_args([]))
+    for key, value in fashion.DEFAULTS.items():
+        assert defaults[key] == value, key
 
 
 def test_cupy_without_gpu_exits_2_with_one_paragraph():
@@ -88,7 +103,7 @@ def test_bad_thread_count_exits_2(tmp_path):
     config = tmp_path / "threads.yaml"
     config.write_text("threads: -1\n")
     result = run(["--config", str(config)], timeout=120)
-    assert result.returncode == 2 and "threads must be a whole number" in result.stderr
+    assert result.returncode == 2 and "threads must be in [1, inf], got -1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -182,6 +197,28 @@ def test_config_file_is_read_and_flags_override(tmp_path):
     bad.write_text("hiden: 32\n")
     result = run(["--config", str(bad)])
     assert result.returncode == 2 and "hiden" in result.stderr
+
+
+def test_a_config_files_layer_list_is_the_network_of_any_model(tmp_path):
+    """Without model: cnn, a layers: list is still the network (it used to be replaced by
+    the default MLP); the saved model has the list's layers and widths."""
+    config = tmp_path / "layers.yaml"
+    config.write_text(
+        "layers:\n"
+        "  - {class: Dense, config: {n_in: 784, n_out: 24}}\n"
+        "  - {class: Tanh}\n"
+        "  - {class: Dense, config: {n_in: 24, n_out: 10}}\n"
+    )
+    out = tmp_path / "run"
+    args = ["--config", str(config), "--dataset", "fashion_mnist_sample", "--train-size", "300"]
+    result = run([*args, "--epochs", "1", "--out", str(out), "--no-plots"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "layer list (3 layers)" in result.stdout
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"] == "layers" and len(saved["layers"]) == 3
+    model = pn.Model.load(out / "model.npz")
+    weights = model.get_weights()  # one dict per layer; Tanh has none
+    assert [tuple(p["W"].shape) if p else None for p in weights] == [(784, 24), None, (24, 10)]
 
 
 def _first_epoch_loss(tmp_path, backend_args, dataset_args):
