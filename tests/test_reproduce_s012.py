@@ -165,3 +165,14 @@ def _check_losses_fall(out: Path) -> None:
         assert len(losses) >= 2, name
         assert losses[-1] < losses[0], f"{name}: training loss did not fall {losses}"
         assert 0.0 <= history["test"]["accuracy"] <= 1.0
+
+
+def test_report_cites_every_study_by_authors_and_title(tmp_path):
+    from experiments.reproduce.registry import STUDIES
+    from experiments.reproduce.results import write_reproduction_report
+
+    report = write_reproduction_report(target=tmp_path / "REPRODUCTION.md").read_text()
+    for study in STUDIES.values():
+        assert study.citation.count("*") == 2, study.name  # an italic title
+        assert f"The study: {study.citation}." in report
+    assert "Yuanye Liu, *Rookie: A Three-layer Neural Network" in report

@@ -30,6 +30,8 @@ class Study:
 
     name: str
     title: str
+    #: The paper, as "Authors, *Title*" (facts only: the papers are not in this repository).
+    citation: str = ""
 
     @property
     def config_file(self) -> Path:
@@ -43,16 +45,34 @@ class Study:
 STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
-        Study("s0", "Logistic and softmax regression with PCA and 10-fold CV (Fashion-MNIST)"),
-        Study("s1", "MLP with momentum, L1/L2, activations and gradient checks (Fashion-MNIST)"),
-        Study("s2", "MLP study on KMNIST: learning rates, regularization, activations, topologies"),
+        Study(
+            "s0",
+            "Logistic and softmax regression with PCA and 10-fold CV (Fashion-MNIST)",
+            "Lucas Nguyen and Paul Pan, *Implementing Neural Networks from Scratch as a Means "
+            "of Achieving High Accuracy* (UC San Diego)",
+        ),
+        Study(
+            "s1",
+            "MLP with momentum, L1/L2, activations and gradient checks (Fashion-MNIST)",
+            "Connor Gag and Shivangi Karwa, *Neural Network for Fashion MNIST Dataset Using "
+            "Low-Level Functions* (UC San Diego)",
+        ),
+        Study(
+            "s2",
+            "MLP study on KMNIST: learning rates, regularization, activations, topologies",
+            "Linghang Kong, *Image Classification in Practice: Implementing Multi-layer Neural "
+            "Network Using Numpy* (UC San Diego)",
+        ),
         Study(
             "s3",
             "The 'Rookie' 784-500-324-10 network and its hyper-parameter grid (Fashion-MNIST)",
+            "Yuanye Liu, *Rookie: A Three-layer Neural Network for Image Classification* "
+            "(Fudan University)",
         ),
         Study(
             "s4",
             "Binary and multiclass study with F1, batch-size timing and optimizers (MNIST)",
+            "Hunor Laczko and Smriti Joshi, *Neural Networks from Scratch*",
         ),
     )
 }

@@ -111,15 +111,18 @@ def write_reproduction_report(results_dir: Path = COMMITTED, target: Path | None
     for study, entry in STUDIES.items():
         title = entry.title
         path = results_dir / f"{study}.json"
+        cited = [f"The study: {entry.citation}.", ""] if entry.citation else []
         if not path.is_file():
-            parts += [f"## {study.upper()}: {title}", "", "Not run yet.", ""]
+            parts += [f"## {study.upper()}: {title}", "", *cited, "Not run yet.", ""]
             continue
         claims = load_claims(path)
         compared = [
             c for c in claims if c.difference is not None and c.unit == "%" and c.comparable
         ]
         better = sum(c.difference >= 0 for c in compared)
-        parts.append(markdown_table(claims, title=f"{study.upper()}: {title}"))
+        table = markdown_table(claims, title=f"{study.upper()}: {title}")
+        heading, _, rest = table.partition("\n\n")
+        parts.append("\n\n".join([heading, *filter(None, ["\n".join(cited).strip()]), rest]))
         if compared:
             parts.append(
                 f"portnet matches or beats the paper on {better} of {len(compared)} "
