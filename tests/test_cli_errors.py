@@ -54,7 +54,7 @@ FILES: dict[str, str | bytes] = {
     "s1_monitor.yaml": "monitor: val_f1\n",
     "s1_quick_list.yaml": "quick: [epochs, 2]\n",
     "s1_unknown.yaml": "epoch: 3\n",
-    "s3_fraction.yaml": "grid_train_size: 0\n",
+    "s3_size_zero.yaml": "grid_train_size: 0\n",
 }
 
 
@@ -208,7 +208,7 @@ CASES = [
     _case(
         "reproduce-size-zero",
         REPRODUCE,
-        "s3 --config {tmp}/s3_fraction.yaml",
+        "s3 --config {tmp}/s3_size_zero.yaml",
         "grid_train_size must be at least 1",
     ),
     _case("reproduce-seed-negative", REPRODUCE, "s2 --seed -1", "--seed: must be in [0"),
