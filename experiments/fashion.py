@@ -12,7 +12,6 @@ curves.png, confusion.png and misclassified.png to --out.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -22,94 +21,22 @@ import numpy as np
 import portnet as pn
 from experiments.common import (
     THREADS_HELP,
-    Choice,
-    Kind,
-    Number,
-    check_options,
     check_output_dir,
     default_out_dir,
     fail,
-    load_config_file,
-    merge_config,
     parse_int_list,
     positive_int,
     run_cli,
     write_json,
 )
-
-CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
-
-# Chosen from measurement on a 2-core CPU (see README, "The main job"): the widest
-# MLP that finishes in well under five minutes here, with dropout against
-# over-fitting and a cosine-annealed momentum SGD.
-DEFAULTS = {
-    "backend": None,
-    "device": None,
-    "dtype": "float32",
-    "threads": None,
-    "dataset": "fashion_mnist",
-    "data_dir": None,
-    "normalize": "feature",
-    "model": "mlp",
-    "layers": None,
-    "hidden": [1024, 512],
-    "activation": "relu",
-    "dropout": 0.3,
-    "optimizer": "momentum",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "schedule": "cosine",
-    "batch_size": 128,
-    "epochs": 40,
-    "l1": 0.0,
-    "l2": 0.0,
-    "weight_decay": 0.0,
-    "patience": None,
-    "val_fraction": 0.1,
-    "seed": 0,
-    "train_size": None,
-    "out": None,
-    "plots": True,
-}
-
-# What each option accepts; flags and config-file values are checked against the same
-# rules before any data is loaded. ``hidden`` is checked by parse_int_list, ``layers``
-# by build_layers.
-RULES = {
-    "backend": Kind((str,), optional=True),
-    "device": Kind((str,), optional=True),
-    "dtype": Choice(("float32", "float64")),
-    "threads": Number(low=1, integer=True, optional=True),
-    "dataset": Kind((str,)),
-    "data_dir": Kind((str,), optional=True),
-    "normalize": Choice(("scale", "feature", "image")),
-    "model": Choice(("mlp", "cnn", "layers")),
-    "layers": Kind((list,), optional=True),
-    "activation": Choice(("relu", "leaky_relu", "tanh", "sigmoid")),
-    "dropout": Number(low=0, high=1, high_open=True),
-    "optimizer": Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam")),
-    "lr": Number(low=0, low_open=True),
-    "momentum": Number(low=0, high=1, high_open=True),
-    "schedule": Choice(("constant", "cosine", "step")),
-    "batch_size": Number(low=1, integer=True),
-    "epochs": Number(low=1, integer=True),
-    "l1": Number(low=0),
-    "l2": Number(low=0),
-    "weight_decay": Number(low=0),
-    "patience": Number(low=1, integer=True, optional=True),
-    "val_fraction": Number(low=0, high=1, low_open=True, high_open=True),
-    "seed": Number(low=0, integer=True),
-    "train_size": Number(low=20, integer=True, optional=True),
-    "out": Kind((str,), optional=True),
-    "plots": Kind((bool,)),
-}
-
-# Options that only shape the built-in MLP: a layer list would leave them unused.
-MLP_OPTIONS = ("hidden", "activation", "dropout")
-
-
-#: Written after every epoch and deleted when the run completes.
-CHECKPOINT = "checkpoint.npz"
+from experiments.fashion_config import (
+    CNN_CONFIG,
+    DEFAULTS,
+    RULES,
+    make_optimizer,
+    resolve_config,
+)
+from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,20 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_optimizer(config: dict) -> pn.Optimizer:
-    lr, epochs = float(config["lr"]), int(config["epochs"])
-    schedule = {
-        "constant": pn.Constant(lr),
-        "cosine": pn.CosineDecay(lr, epochs),
-        "step": pn.StepDecay(lr, factor=0.5, every=max(1, epochs // 4)),
-    }[config["schedule"]]
-    kwargs = {"weight_decay": float(config["weight_decay"])}
-    name = config["optimizer"]
-    if name in ("momentum", "nesterov"):
-        kwargs["gamma"] = float(config["momentum"])
-    return pn.get_optimizer(name, lr=schedule, **kwargs)
-
-
 def load_data(config: dict):
     from portnet.data.prepare import prepare_data
 
@@ -294,151 +207,6 @@ def load_data(config: dict):
         (data.X_test, data.y_test),
         data.stats,
     )
-
-
-def _read_run_file(run_dir: Path, name: str):
-    """A JSON file or the .npz statistics of a run folder; exits 2 if missing or damaged."""
-    import json
-
-    path = run_dir / name
-    if not path.is_file():
-        fail(f"{run_dir} has no {name}: give a folder that a finished training run wrote (--out).")
-    try:
-        if name.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        fail(f"{path} cannot be read ({exc}); it is damaged: train the run again.")
-    if not isinstance(value, dict):
-        fail(f"{path} does not hold a mapping; it is damaged: train the run again.")
-    return value
-
-
-def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
-    """Load a run's model onto ``backend`` and print its test accuracy and the one recorded."""
-    from portnet.data import load_dataset
-    from portnet.data.prepare import normalize_images
-
-    if not run_dir.is_dir():
-        fail(f"--evaluate {run_dir} is not a folder: give the folder a training run wrote (--out).")
-    if not (run_dir / "model.npz").is_file():
-        fail(f"{run_dir} has no model.npz: give the folder a training run wrote (--out).")
-    config = _read_run_file(run_dir, "config.json")
-    recorded = _read_run_file(run_dir, "metrics.json")
-    stats = _read_run_file(run_dir, "preprocessing.npz")
-    missing = [k for k in ("dataset", "normalize") if k not in config]
-    missing += [k for k in ("backend", "test_accuracy", "test_loss") if k not in recorded]
-    if missing:
-        fail(
-            f"{run_dir}: config.json or metrics.json lacks {', '.join(missing)}; "
-            "train the run again."
-        )
-    dataset = load_dataset(config["dataset"], data_dir=config.get("data_dir"))
-    X_test = normalize_images(dataset.X_test, config["normalize"], stats)
-    model = pn.Model.load(run_dir / "model.npz", backend=backend)
-    result = model.evaluate(X_test, dataset.y_test.astype(np.int64))
-    print(f"model    {run_dir / 'model.npz'} (trained on {recorded['backend']})")
-    print(f"backend  {backend.name}  device {backend.device_name}  dtype {model.dtype_name}")
-    print(
-        f"test accuracy {result['accuracy']:.4f} (recorded {recorded['test_accuracy']:.4f})  "
-        f"test loss {result['loss']:.4f} (recorded {recorded['test_loss']:.4f})"
-    )
-
-
-def resolve_config(args: argparse.Namespace) -> dict:
-    """Defaults < config file < flags, every value checked; exits 2 naming any bad one.
-
-    A ``layers:`` list in the config file is the network, whatever the model: with it,
-    ``model`` is ``cnn`` (if asked for) or ``layers``; ``model: mlp`` or MLP options
-    (--hidden, --activation, --dropout) that differ from the defaults are refused, since
-    they would be ignored. ``--model cnn`` without a list takes experiments/configs/cnn.yaml.
-    """
-    file_config = load_config_file(args.config) if args.config else {}
-    where = f"config file {args.config}"
-    check_options(file_config, RULES, where)
-    if "hidden" in file_config:
-        try:
-            file_config["hidden"] = parse_int_list(file_config["hidden"])
-        except argparse.ArgumentTypeError as exc:
-            fail(f"{where}: hidden: {exc}. Fix the value and run again.")
-    model = args.model or file_config.get("model")
-    if file_config.get("layers") is not None:
-        if model == "mlp":
-            source = "--model mlp" if args.model else f"model: mlp in {args.config}"
-            fail(
-                f"{source} builds the MLP of --hidden, but {args.config} also gives a layers: "
-                "list, which would be ignored. Remove one of them: without model: mlp the "
-                "list is the network."
-            )
-        model = model or "layers"
-    elif model == "layers":
-        fail(f"model: layers needs a layers: list in the config file ({where} has none).")
-    elif model == "cnn":
-        # --model cnn alone: the measured CNN configuration, under the file and the flags.
-        file_config = {**load_config_file(CNN_CONFIG), **file_config}
-    if model is not None:
-        file_config["model"] = model
-    config = merge_config(DEFAULTS, file_config, args)
-    if config["layers"] is not None:
-        unused = [key for key in MLP_OPTIONS if config[key] != DEFAULTS[key]]
-        if unused:
-            flags = ", ".join(f"{key} ({config[key]!r})" for key in unused)
-            fail(
-                f"{flags} shape the built-in MLP, but this run's network is the layers: list "
-                f"of {args.config or CNN_CONFIG}, so they would be ignored. Remove them, or "
-                "change the list (e.g. its Dense widths or a Dropout layer's rate)."
-            )
-        build_layers(config["layers"], where if args.config else str(CNN_CONFIG))
-    if config["plots"] and importlib.util.find_spec("matplotlib") is None:
-        fail('the plots need matplotlib: pip install "portnet[plots]", or pass --no-plots.')
-    if config["data_dir"] is not None and not Path(config["data_dir"]).is_dir():
-        fail(f"--data-dir {config['data_dir']} is not a folder; give the folder of the IDX files.")
-    return config
-
-
-def _layer_classes() -> dict[str, type]:
-    found, todo = {}, [pn.Layer]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            if not sub.__name__.startswith("_"):
-                found[sub.__name__] = sub
-            todo.append(sub)
-    return found
-
-
-def build_layers(specs, where: str) -> pn.Sequential:
-    """The network of a ``layers:`` list; exits 2 naming the entry that is wrong and why."""
-    if not isinstance(specs, list) or not specs:
-        fail(
-            f"{where}: layers must be a non-empty list of {{class: Name, config: {{...}}}} "
-            f"entries, got {specs!r}."
-        )
-    known = _layer_classes()
-    for number, spec in enumerate(specs, 1):
-        head = f"{where}: layer {number} of the layers list"
-        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
-            fail(f"{head} must be {{class: Name, config: {{...}}}}, got {spec!r}.")
-        extra = sorted(set(spec) - {"class", "config"})
-        if extra:
-            fail(
-                f"{head} ({spec['class']}) has unknown key(s) {', '.join(extra)}; "
-                "a layer takes only class and config."
-            )
-        if spec["class"] not in known:
-            fail(
-                f"{head}: unknown layer class {spec['class']!r}; known layers: "
-                f"{', '.join(sorted(known))}."
-            )
-        config = spec.get("config")
-        if config is not None and not isinstance(config, dict):
-            fail(f"{head} ({spec['class']}): config must be a mapping, got {config!r}.")
-        try:
-            pn.Sequential([spec])
-        except (pn.PortnetError, TypeError, ValueError) as exc:
-            fail(f"{head} ({spec['class']}): {exc}. Fix the layer's config and run again.")
-    return pn.Sequential(specs)
 
 
 def check_layers_fit(model: pn.Model, layers: pn.Sequential, X, y, n_classes: int, where) -> None:
@@ -573,31 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"results  {out}/")
     return 0
-
-
-def resume_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """The arguments of the run in ``args.resume``: its config.json, plus where it runs now."""
-    run_dir = Path(args.resume)
-    if not (run_dir / "config.json").is_file():
-        fail(f"--resume {run_dir}: no config.json there; give the folder of a run (its --out).")
-    if (run_dir / "metrics.json").is_file():
-        fail(f"--resume {run_dir}: that run has finished (metrics.json exists); nothing to resume.")
-    if not (run_dir / CHECKPOINT).is_file():
-        fail(
-            f"--resume {run_dir}: no {CHECKPOINT} there, so the run stopped before its first "
-            "epoch ended; start it again with the same settings."
-        )
-    argv = ["--config", str(run_dir / "config.json"), "--out", str(run_dir)]
-    for flag, value in (
-        ("--backend", args.backend),
-        ("--device", args.device),
-        ("--threads", args.threads),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    resumed = parser.parse_args(argv)
-    resumed.resume = str(run_dir)
-    return resumed
 
 
 def _save_stats(path: Path, stats: dict) -> None:
