@@ -48,7 +48,10 @@ class Context:
     inplace : bool
         Layers may update their own fresh outputs in place (NumPy, CuPy, torch), and
         the gradient their backprop receives: in training every backprop returns a
-        fresh array (or a view of one) that only the layer before it reads.
+        fresh array (or a view of one) that only the layer before it reads, so a
+        backprop consumes its ``dy``. Never their input ``x`` or their parameters
+        (``tests/test_inplace.py``). The training step sets it from
+        :func:`portnet.inplace.resolve_inplace`, through the layers' ``UPDATES``.
     """
 
     xp: Any
