@@ -48,6 +48,12 @@ def _load_cupy(device: str | None) -> Backend:
     return cupy_backend.load(device)
 
 
+def _load_jax(device: str | None) -> Backend:
+    from . import jax_backend
+
+    return jax_backend.load(device)
+
+
 def _load_strict(device: str | None) -> Backend:
     from . import strict_backend
 
@@ -59,6 +65,7 @@ _LOADERS: dict[str, Callable[[str | None], Backend]] = {
     "torch": _load_torch,
     "cupy": _load_cupy,
     "array_api_strict": _load_strict,
+    "jax": _load_jax,
 }
 
 # Friendly spellings users type; each maps to one canonical name above.
@@ -155,6 +162,10 @@ def backend_of(array) -> Backend:
         return _load_torch(str(array.device))
     if compat.is_cupy_array(array):
         return _load_cupy(f"cuda:{array.device.id}")
+    if compat.is_jax_array(array):
+        from . import jax_backend
+
+        return jax_backend.from_device(compat.device(array))
     if compat.is_array_api_strict_namespace(compat.array_namespace(array)):
         from . import strict_backend
 

@@ -17,7 +17,11 @@ from portnet.testing import emulated_cupy
 
 EMULATED = "cupy-emulated"
 # What each GPU case needs; checked before a `gpu` test sets anything up.
-GPU_CASES = {"cupy": ("cupy", "cuda:0"), "torch-cuda": ("torch", "cuda")}
+GPU_CASES = {
+    "cupy": ("cupy", "cuda:0"),
+    "torch-cuda": ("torch", "cuda"),
+    "jax-cuda": ("jax", "cuda"),
+}
 
 
 def gpu_marks(case_id):
@@ -55,6 +59,7 @@ BACKEND_CASES = [
     ("strict-nof64", "array_api_strict", "no_float64"),
     ("torch-cpu", "torch", "cpu"),
     ("cupy-emulated", EMULATED, "cuda:0"),
+    ("jax", "jax", "cpu"),
     *((case_id, *needs) for case_id, needs in GPU_CASES.items()),
 ]
 

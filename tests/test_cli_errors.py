@@ -90,7 +90,7 @@ CASES = [
     _case("fashion-train-size-5", FASHION, "--train-size 5", "--train-size: must be in [20"),
     _case("fashion-seed-negative", FASHION, "--seed -1", "--seed: must be in [0, inf]"),
     _case("fashion-val-fraction-1", FASHION, "--val-fraction 1", "--val-fraction: must be in"),
-    _case("fashion-unknown-backend", FASHION, "--backend jax", "Known backends"),
+    _case("fashion-unknown-backend", FASHION, "--backend mxnet", "Known backends"),
     _case("fashion-unknown-flag", FASHION, "--learning-rate 0.1", "unrecognized arguments"),
     # experiments.fashion: config files
     _case(
@@ -215,7 +215,7 @@ CASES = [
     _case("reproduce-quick-save-results", REPRODUCE, "s1 --quick --save-results", "for full runs"),
     _case("reproduce-unknown-dataset", REPRODUCE, "s2 --dataset cifar", "unknown dataset 'cifar'"),
     _case("reproduce-out-is-file", REPRODUCE, "s1 --out {tmp}/a_file", "is a file, not a folder"),
-    _case("reproduce-unknown-backend", REPRODUCE, "s0 --quick --backend jax", "Known backends"),
+    _case("reproduce-unknown-backend", REPRODUCE, "s0 --quick --backend mxnet", "Known backends"),
     # benchmarks
     _case("epoch-time-epochs-0", "benchmarks.epoch_time", "--epochs 0", "--epochs: must be in [1"),
     _case(
@@ -237,7 +237,7 @@ CASES = [
         "unknown dataset 'nope'",
     ),
     _case("layer-time-steps-0", "benchmarks.layer_time", "--steps 0", "--steps: must be in [1"),
-    _case("layer-time-unknown-backend", "benchmarks.layer_time", "--backend jax", "Known backends"),
+    _case("layer-time-unknown-backend", "benchmarks.layer_time", "--backend mx", "Known backends"),
     _case("layer-time-out-is-folder", "benchmarks.layer_time", "--out {tmp}", "is a folder"),
     _case("gpu-check-spin-nan", "benchmarks.gpu_check", "--spin nan", "--spin: must be finite"),
     _case("gpu-check-repeats-0", "benchmarks.gpu_check", "--repeats 0", "--repeats: must be in"),

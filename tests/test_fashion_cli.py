@@ -108,7 +108,7 @@ def test_bad_thread_count_exits_2(tmp_path):
 
 
 def test_unknown_backend_exits_2():
-    result = run(["--backend", "jax"], timeout=120)
+    result = run(["--backend", "mxnet"], timeout=120)
     assert result.returncode == 2 and "Known backends" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -131,7 +131,7 @@ def test_dask_options_ask_for_a_gpu_only_on_gpu_backends(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"backend": "jax"}, "unknown backend 'jax'"),
+        ({"backend": "mxnet"}, "unknown backend 'mxnet'"),
         ({"epochs": 0}, "epochs must be in"),
         ({"l2": float("nan")}, "l2 must be finite"),
         ({"layers": [{"class": "Conv3D"}]}, "unknown layer class"),
@@ -164,7 +164,7 @@ def _cli(args: list[str], cwd=REPO) -> subprocess.CompletedProcess:
 def test_bad_sweep_arguments_exit_2_before_any_configuration_starts(tmp_path):
     (tmp_path / "a_file").write_text("not a folder\n")
     cases = {
-        "unknown backend": (["--quick", "--backend", "jax"], "unknown backend 'jax'"),
+        "unknown backend": (["--quick", "--backend", "mxnet"], "unknown backend 'mxnet'"),
         "out is a file": (["--quick", "--out", str(tmp_path / "a_file")], "is a file"),
         "out under a file": (
             ["--quick", "--out", str(tmp_path / "a_file" / "sub")],

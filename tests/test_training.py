@@ -21,6 +21,8 @@ AGREEMENT_CASES = [
         ("cupy-emulated", "cupy", "cuda:0"),
         ("cupy", "cupy", "cuda:0"),
         ("torch-cuda", "torch", "cuda"),
+        ("jax", "jax", "cpu"),
+        ("jax-cuda", "jax", "cuda"),
     ]
 ]
 
@@ -51,7 +53,7 @@ def float32_numpy():
 
 @pytest.mark.parametrize("case", AGREEMENT_CASES)
 def test_adam_mlp_losses_agree_across_backends(request, case, float32_numpy, float64_reference):
-    pytest.importorskip("torch") if case[0] == "torch" else None
+    pytest.importorskip(case[0]) if case[0] in ("torch", "jax") else None
     if case[0] == "array_api_strict":
         pytest.importorskip("array_api_strict")
     if request.node.callspec.id == "cupy-emulated":
