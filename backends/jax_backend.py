@@ -89,8 +89,8 @@ def load(device: str | None) -> JaxBackend:
         devices = jax.devices(kind)
     except RuntimeError as exc:
         raise BackendError(
-            f"Device {device!r} asked for a JAX {kind} device, but JAX sees none ({exc}). "
-            "Install JAX's CUDA wheels on a machine with an NVIDIA GPU, or use --device cpu."
+            f"Device {device!r} asked for a JAX {kind} device, but this JAX sees none. Install "
+            f"JAX's CUDA wheels on a machine with an NVIDIA GPU, or use --device cpu ({exc})."
         ) from None
     position = int(index) if index.isdigit() else 0
     if position >= len(devices):

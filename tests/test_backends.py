@@ -217,3 +217,20 @@ def test_a_model_on_cuda_1_keeps_all_its_work_on_cuda_1(tmp_path):
         again.set_weights(model.params)  # device arrays are accepted
         assert again.evaluate(X_dev, y_dev) == result
     assert 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_jax_missing_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # import jax now raises ImportError
+    with pytest.raises(BackendError, match=r'pip install "portnet\[jax\]"'):
+        pn.get_backend("jax")
+
+
+def test_jax_arrays_are_never_updated_in_place():
+    pytest.importorskip("jax")
+    backend = pn.get_backend("jax")
+    assert not backend.inplace
+    model = pn.Model([pn.Dense(4, 3)], optimizer=pn.Momentum(0.1), backend=backend)
+    before = model.state.params[0]["W"]
+    model.fit(np.ones((8, 4)), np.zeros(8, dtype=int), epochs=1, verbose=0)
+    assert model.state.params[0]["W"] is not before  # rebound, as immutable arrays must be
+    assert pn.backend_of(model.state.params[0]["W"]).name == "jax"
