@@ -20,9 +20,9 @@ from ._base import Backend
 class KeyStream:
     """A ``jax.random`` key that is split at every draw (eager dropout masks)."""
 
-    def __init__(self, jax, seed: int) -> None:
+    def __init__(self, jax, seed: int | None = None, key=None) -> None:
         self.jax = jax
-        self.key = jax.random.key(int(seed) % 2**63)
+        self.key = jax.random.key(int(seed) % 2**63) if key is None else key
 
     def next(self):
         self.key, sub = self.jax.random.split(self.key)
@@ -53,6 +53,10 @@ class JaxBackend(Backend):
 
     def generator(self, seed):
         return KeyStream(self.jax, seed)
+
+    def key_stream(self, key) -> KeyStream:
+        """A stream that starts from a given (possibly traced) ``jax.random`` key."""
+        return KeyStream(self.jax, key=key)
 
     def uniform(self, generator, shape, dtype):
         with self.jax.default_device(self.device):

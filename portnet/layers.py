@@ -65,9 +65,9 @@ class Context:
 class RandomStream:
     """A backend's native random generator, seeded once, for per-step randomness."""
 
-    def __init__(self, backend, seed: int) -> None:
+    def __init__(self, backend, seed: int, generator: Any = None) -> None:
         self.backend = backend
-        self.generator = backend.generator(seed)
+        self.generator = backend.generator(seed) if generator is None else generator
 
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         return self.backend.uniform(self.generator, shape, dtype)
@@ -242,6 +242,18 @@ class Dropout(Layer):
         return {"rate": self.rate}
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` (Python 3.11+), kept in ``__notes__`` on 3.10 as well."""
+    notes = getattr(exc, "__notes__", None)
+    if notes is None:
+        try:
+            exc.__notes__ = notes = []
+        except AttributeError:
+            return
+    if note not in notes:
+        notes.append(note)
+
+
 class Sequential(Layer):
     """A chain of layers of any depth; itself a layer, so chains nest.
 
@@ -298,7 +310,12 @@ class Sequential(Layer):
         deeper = ctx if ctx.need_input_grad else dataclasses.replace(ctx, need_input_grad=True)
         backprops, updates = [], []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
-            x, back, new_state = layer.forward_with_state(p, x, ctx if i == 0 else deeper)
+            try:
+                x, back, new_state = layer.forward_with_state(p, x, ctx if i == 0 else deeper)
+            except Exception as exc:
+                # Say which layer failed (a tracing compiler reports only the operation).
+                _add_note(exc, f"layer {i}, {type(layer).__name__}")
+                raise
             backprops.append(back)
             updates.append(new_state)
 

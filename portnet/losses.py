@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .activations import softmax, stable_sigmoid
@@ -20,7 +21,8 @@ from .sync_free import relu, scalar_like
 
 def one_hot(xp, labels, n_classes: int, dtype):
     """One-hot rows for integer ``labels`` (on the labels' device), as ``dtype``."""
-    classes = xp.arange(n_classes, dtype=labels.dtype, device=labels.device)
+    # array_api_compat.device, not labels.device: traced JAX arrays have no .device.
+    classes = xp.arange(n_classes, dtype=labels.dtype, device=array_api_compat.device(labels))
     return xp.astype(xp.expand_dims(labels, axis=-1) == classes, dtype)
 
 

@@ -211,6 +211,7 @@ class Model:
         seed: int | None = None,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
+        compile: bool = False,
     ) -> History:
         """Train with minibatch gradient descent.
 
@@ -245,6 +246,9 @@ class Model:
             With ``checkpoint``: if that file exists, load it into this model (which
             must have the same architecture) and run only the epochs the interrupted
             call had left; the result equals an uninterrupted run's.
+        compile : bool
+            Compile the training step with ``jax.jit`` (jax backend only; elsewhere a
+            :class:`ConfigError`). See :mod:`portnet.compiled`.
 
         Returns
         -------
@@ -303,6 +307,7 @@ class Model:
             shuffle=shuffle,
             checkpoint=checkpoint,
             progress=progress,
+            compile=compile,
         )
 
     # -- inference --------------------------------------------------------------

@@ -15,7 +15,6 @@ hyper-parameters, its schedule and (see :mod:`portnet.io`) its state.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from . import sync_free
@@ -130,7 +129,10 @@ class Optimizer:
         With ``prescaled=True`` the gradients are already multiplied by
         :meth:`gradient_scale` (the training loop does this once on the loss gradient).
         """
-        lr = self.lr_at(0) if lr is None else float(lr)
+        if lr is None:
+            lr = self.lr_at(0)
+        elif isinstance(lr, int | float):
+            lr = float(lr)  # a Python number; a traced JAX scalar (portnet.compiled) stays one
         leaves = tree_leaves(params)
         u = self.updates_for(_xp(leaves[0])) if leaves else UPDATES[False]
         grads = self._clip(grads)
@@ -341,7 +343,8 @@ class Adam(Optimizer):
         xp = _xp(p)
         b1, b2 = self.beta1, self.beta2
         step = lr / (1.0 - b1**t)
-        root_correction = math.sqrt(1.0 - b2**t)
+        # ** 0.5, not math.sqrt: under jax.jit the step count t is a traced array.
+        root_correction = (1.0 - b2**t) ** 0.5
         m = u.add(u.mul(slots["m"], b1), (1.0 - b1) * g)
         v = u.add(u.mul(slots["v"], b2), u.mul(u.mul(g, g), 1.0 - b2))
         slots["m"], slots["v"] = m, v

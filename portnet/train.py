@@ -41,6 +41,7 @@ def fit_loop(
     shuffle: bool,
     checkpoint: str | os.PathLike | None = None,
     progress: FitProgress | None = None,
+    compile: bool = False,
 ) -> History:
     """Run the epochs of :meth:`Model.fit` on data already validated and on the device.
 
@@ -54,6 +55,16 @@ def fit_loop(
         remove_stale_temporaries(checkpoint)  # left by a run killed mid-write
     n = X.shape[0]
     state: TrainState = model.state
+    train_epoch = trainer.train_epoch
+    if compile:
+        from .compiled import CompiledStep, check_compilable, train_epoch_compiled
+
+        check_compilable(backend)
+        compiled = CompiledStep(trainer, backend, state.opt_state)
+
+        def train_epoch(state, X, y, **kwargs):
+            return train_epoch_compiled(trainer, compiled, state, X, y, **kwargs)
+
     if progress is None:
         progress = FitProgress(epochs=epochs, start_epoch=state.epoch)
     if progress.best_params is None:
@@ -69,7 +80,7 @@ def fit_loop(
         lr = trainer.optimizer.lr_at(state.epoch)
         for cb in callbacks:
             cb.on_epoch_begin(model, epoch)
-        state, loss_sum, correct_sum = trainer.train_epoch(
+        state, loss_sum, correct_sum = train_epoch(
             state,
             X,
             y,

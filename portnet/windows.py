@@ -92,7 +92,10 @@ class _IndexCache:
                 else v
                 for name, v in host.items()
             }
-            self._cache[full_key] = entry
+            # Under a tracing compiler (jax.jit) the arrays made here are the trace's
+            # values, which must not outlive it: those are rebuilt for each trace.
+            if not any("Tracer" in type(v).__name__ for v in entry.values()):
+                self._cache[full_key] = entry
         return entry
 
 

@@ -1,0 +1,142 @@
+"""Compiled training on JAX: :meth:`Trainer.train_step` under ``jax.jit``.
+
+``Model.fit(..., compile=True)`` runs each full batch through one jitted step. Under
+``jax.jit`` the step is traced once into a program, so portnet's maths must be pure
+and sync-free: a hidden host read (``float()``, ``bool()``, an ``if`` on a device
+value) is a tracing error, which :class:`CompileError` reports with the layer that
+made it. Parameters and optimizer buffers are donated, so memory is not doubled.
+
+Randomness stays pure: each step gets its own ``jax.random`` key, folded from the
+epoch's dropout seed (:func:`portnet.core.epoch_seeds`) and the batch number, and
+dropout splits it inside the program. The last, smaller batch of an epoch runs
+eagerly, so the shapes of the compiled step never change and it compiles once.
+
+Only the ``jax`` backend compiles; ``compile=True`` elsewhere is a
+:class:`~portnet.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .core import Trainer, TrainState, epoch_seeds
+from .errors import ConfigError, PortnetError
+from .layers import RandomStream
+
+
+class CompileError(PortnetError, RuntimeError):
+    """A layer, loss or optimizer cannot be traced by ``jax.jit`` (a host read inside)."""
+
+
+def check_compilable(backend: Any) -> None:
+    """Raise :class:`ConfigError` unless ``backend`` can compile the training step."""
+    if backend.name != "jax":
+        raise ConfigError(
+            f"compile=True compiles the training step with jax.jit, so it needs the jax "
+            f"backend; this model is on {backend.name}. Use --backend jax, or drop --compile."
+        )
+
+
+class CompiledStep:
+    """The jitted training step of one trainer on the jax backend."""
+
+    def __init__(self, trainer: Trainer, backend: Any, opt_state: dict[str, Any]):
+        self.trainer, self.backend = trainer, backend
+        jax = backend.jax
+        self.jax = jax
+        decay_mask, frozen = opt_state["decay_mask"], opt_state["frozen"]
+
+        def step(params, slots, t, X, y, idx, lr, key):
+            xp = backend.xp
+            xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+            random = RandomStream(backend, 0, generator=backend.key_stream(key))
+            ctx = trainer.training_context(xp, random)
+            opt = {"t": t, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
+            state, (loss, correct) = trainer.train_step(
+                TrainState(params, opt), xb, yb, ctx=ctx, lr=lr
+            )
+            return state.params, state.opt_state["slots"], state.opt_state["t"], loss, correct
+
+        self.step = jax.jit(step, donate_argnums=(0, 1))
+
+    def __call__(self, params, slots, t, X, y, idx, lr, key):
+        try:
+            return self.step(params, slots, t, X, y, idx, lr, key)
+        except self._tracing_errors() as exc:
+            ours = [n for n in getattr(exc, "__notes__", []) if n.startswith("layer ")]
+            where = "; ".join(ours) or "a loss or optimizer"
+            raise CompileError(
+                f"the training step cannot be compiled with jax.jit ({where}): "
+                f"{_first_line(exc)}. "
+                "It reads a device value on the host (float(), bool(), int(), .item(), an "
+                "if on an array): compute with array operations instead, or train without "
+                "compile=True."
+            ) from None
+
+    def _tracing_errors(self) -> tuple[type[BaseException], ...]:
+        errors = self.jax.errors
+        return (
+            errors.ConcretizationTypeError,
+            errors.TracerBoolConversionError,
+            errors.TracerIntegerConversionError,
+            errors.TracerArrayConversionError,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def train_epoch_compiled(
+    trainer: Trainer,
+    compiled: CompiledStep,
+    state: TrainState,
+    X: Any,
+    y: Any,
+    *,
+    batch_size: int,
+    backend: Any,
+    shuffle: bool = True,
+    on_batch_end=None,
+) -> tuple[TrainState, Any, Any]:
+    """:meth:`Trainer.train_epoch` with full batches through the jitted step."""
+    jax, xp = backend.jax, backend.xp
+    n = X.shape[0]
+    shuffle_seed, dropout_seed = epoch_seeds(state.seed, state.epoch)
+    order_host = np.random.default_rng(shuffle_seed).permutation(n) if shuffle else np.arange(n)
+    order = backend.asarray(order_host.astype(np.int64))
+    lr = trainer.optimizer.lr_at(state.epoch)
+    epoch_key = jax.random.key(dropout_seed)
+    params, slots = state.params, state.opt_state["slots"]
+    t0 = int(state.opt_state["t"])
+    t = xp.asarray(t0, dtype=xp.int64)
+    loss_sum = xp.zeros((), dtype=X.dtype)
+    correct_sum = xp.zeros((), dtype=X.dtype)
+    n_full, n_batches = n // batch_size, -(-n // batch_size)
+    lr_device = xp.asarray(lr, dtype=X.dtype)
+    for b in range(n_full):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        params, slots, t, loss, correct = compiled(
+            params, slots, t, X, y, idx, lr_device, jax.random.fold_in(epoch_key, b)
+        )
+        loss_sum = loss_sum + loss * float(batch_size)
+        correct_sum = correct_sum + correct
+        if on_batch_end is not None:
+            on_batch_end(b, n_batches)
+    state = state.replace(
+        params=params, opt_state={**state.opt_state, "slots": slots, "t": t0 + n_full}
+    )
+    if n_full < n_batches:  # the last, smaller batch: eagerly, so the program keeps its shapes
+        idx = order[n_full * batch_size :]
+        key = jax.random.fold_in(epoch_key, n_full)
+        random = RandomStream(backend, 0, generator=backend.key_stream(key))
+        ctx = trainer.training_context(xp, random)
+        xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+        state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr)
+        loss_sum = loss_sum + loss * float(idx.shape[0])
+        correct_sum = correct_sum + correct
+        if on_batch_end is not None:
+            on_batch_end(n_full, n_batches)
+    return state.replace(epoch=state.epoch + 1), loss_sum, correct_sum
