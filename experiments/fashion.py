@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=RULES["seed"].arg,
         help=f"seeds initialisation, split, shuffling and dropout (default {DEFAULTS['seed']})",
     )
+    g.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="compile the training step with jax.jit (needs --backend jax)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--out", help="run folder (default runs/fashion-<timestamp>)")
     g.add_argument(
@@ -293,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         # After every epoch, atomically: a killed run loses at most the epoch in progress.
         checkpoint=out / CHECKPOINT,
         resume=resuming,
+        compile=config["compile"],
     )
     test_result = model.evaluate(*test)
     predictions = model.predict(test[0])

@@ -56,6 +56,7 @@ DEFAULTS = {
     "train_size": None,
     "out": None,
     "plots": True,
+    "compile": False,
 }
 
 # What each option accepts; flags and config-file values are checked against the same
@@ -88,6 +89,7 @@ RULES = {
     "train_size": Number(low=20, integer=True, optional=True),
     "out": Kind((str,), optional=True),
     "plots": Kind((bool,)),
+    "compile": Kind((bool,)),
 }
 
 # Options that only shape the built-in MLP: a layer list would leave them unused.
@@ -152,6 +154,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
                 "change the list (e.g. its Dense widths or a Dropout layer's rate)."
             )
         build_layers(config["layers"], where if args.config else str(CNN_CONFIG))
+    if config["compile"] and config["backend"] not in (None, "jax"):
+        fail(
+            f"--compile compiles the training step with jax.jit and needs --backend jax; "
+            f"this run's backend is {config['backend']}. Drop --compile or use --backend jax."
+        )
     if config["plots"] and importlib.util.find_spec("matplotlib") is None:
         fail('the plots need matplotlib: pip install "portnet[plots]", or pass --no-plots.')
     if config["data_dir"] is not None and not Path(config["data_dir"]).is_dir():

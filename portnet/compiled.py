@@ -8,8 +8,10 @@ made it. Parameters and optimizer buffers are donated, so memory is not doubled.
 
 Randomness stays pure: each step gets its own ``jax.random`` key, folded from the
 epoch's dropout seed (:func:`portnet.core.epoch_seeds`) and the batch number, and
-dropout splits it inside the program. The last, smaller batch of an epoch runs
-eagerly, so the shapes of the compiled step never change and it compiles once.
+dropout splits it inside the program (so its masks are not the eager run's, which
+draws from one sequential key stream; both are fixed by the seed). The last,
+smaller batch of an epoch runs eagerly, so the shapes of the compiled step never
+change and it compiles once.
 
 Only the ``jax`` backend compiles; ``compile=True`` elsewhere is a
 :class:`~portnet.errors.ConfigError`.

@@ -91,6 +91,7 @@ CASES = [
     _case("fashion-seed-negative", FASHION, "--seed -1", "--seed: must be in [0, inf]"),
     _case("fashion-val-fraction-1", FASHION, "--val-fraction 1", "--val-fraction: must be in"),
     _case("fashion-unknown-backend", FASHION, "--backend mxnet", "Known backends"),
+    _case("fashion-compile-not-jax", FASHION, "--backend numpy --compile", "needs --backend jax"),
     _case("fashion-unknown-flag", FASHION, "--learning-rate 0.1", "unrecognized arguments"),
     # experiments.fashion: config files
     _case(
