@@ -19,6 +19,7 @@ Only the ``jax`` backend compiles; ``compile=True`` elsewhere is a
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,20 @@ class CompiledStep:
             errors.TracerIntegerConversionError,
             errors.TracerArrayConversionError,
         )
+
+
+_STEPS: dict[int, tuple[weakref.ref, CompiledStep]] = {}
+
+
+def compiled_step(trainer: Trainer, backend: Any, opt_state: dict[str, Any]) -> CompiledStep:
+    """The trainer's jitted step, made once: later ``fit`` calls reuse its compilation."""
+    entry = _STEPS.get(id(trainer))
+    if entry is None or entry[0]() is not trainer or entry[1].backend is not backend:
+        for key in [k for k, (ref, _) in _STEPS.items() if ref() is None]:
+            del _STEPS[key]  # trainers that are gone
+        entry = (weakref.ref(trainer), CompiledStep(trainer, backend, opt_state))
+        _STEPS[id(trainer)] = entry
+    return entry[1]
 
 
 def _first_line(exc: BaseException) -> str:

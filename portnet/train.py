@@ -57,10 +57,10 @@ def fit_loop(
     state: TrainState = model.state
     train_epoch = trainer.train_epoch
     if compile:
-        from .compiled import CompiledStep, check_compilable, train_epoch_compiled
+        from .compiled import check_compilable, compiled_step, train_epoch_compiled
 
         check_compilable(backend)
-        compiled = CompiledStep(trainer, backend, state.opt_state)
+        compiled = compiled_step(trainer, backend, state.opt_state)
 
         def train_epoch(state, X, y, **kwargs):
             return train_epoch_compiled(trainer, compiled, state, X, y, **kwargs)
