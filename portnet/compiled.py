@@ -22,9 +22,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-import numpy as np
-
-from .core import Trainer, TrainState, epoch_seeds
+from .core import Trainer, TrainState, epoch_order
 from .errors import ConfigError, PortnetError
 from .layers import RandomStream
 
@@ -121,9 +119,7 @@ def train_epoch_compiled(
     """:meth:`Trainer.train_epoch` with full batches through the jitted step."""
     jax, xp = backend.jax, backend.xp
     n = X.shape[0]
-    shuffle_seed, dropout_seed = epoch_seeds(state.seed, state.epoch)
-    order_host = np.random.default_rng(shuffle_seed).permutation(n) if shuffle else np.arange(n)
-    order = backend.asarray(order_host.astype(np.int64))
+    order, dropout_seed = epoch_order(state, n, backend, shuffle)
     lr = trainer.optimizer.lr_at(state.epoch)
     epoch_key = jax.random.key(dropout_seed)
     params, slots = state.params, state.opt_state["slots"]

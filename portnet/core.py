@@ -77,6 +77,13 @@ def epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
     return int(shuffle_seed), int(dropout_seed)
 
 
+def epoch_order(state: TrainState, n: int, backend: Any, shuffle: bool = True) -> tuple[Any, int]:
+    """The next epoch's sample order on the device (one small upload) and dropout seed."""
+    shuffle_seed, dropout_seed = epoch_seeds(state.seed, state.epoch)
+    order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle else np.arange(n)
+    return backend.asarray(order.astype(np.int64)), dropout_seed
+
+
 def apply_state_updates(params: Tree, updates: Sequence[dict[str, Any]]) -> Tree:
     """Store the new values of non-trainable state (one dict per layer, most empty)."""
     if not any(updates):
@@ -259,15 +266,13 @@ class Trainer:
         The permutation is drawn on the host and sent to the device in one small
         transfer; batches are gathered on the device.
         """
-        n = X.shape[0]
-        shuffle_seed, dropout_seed = epoch_seeds(state.seed, state.epoch)
-        order = np.random.default_rng(shuffle_seed).permutation(n) if shuffle else np.arange(n)
+        order, dropout_seed = epoch_order(state, X.shape[0], backend, shuffle)
         return self.run_epoch(
             state,
             X,
             y,
             batch_size=batch_size,
-            order=backend.asarray(order.astype(np.int64)),
+            order=order,
             random=RandomStream(backend, dropout_seed),
             on_batch_end=on_batch_end,
         )
