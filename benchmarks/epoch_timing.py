@@ -117,6 +117,10 @@ def run_group(
             impl.run_epoch()
         impl.synchronize()
         _say(f"{tag} warm-up {name}: {time.perf_counter() - start:.3f} s")
+        compile_seconds = getattr(impl, "compile_seconds", None)
+        if compile_seconds is not None:  # a compiled step: its one-time cost, apart
+            entries[name]["compile_s"] = compile_seconds
+            _say(f"{tag} {name}: compiled in {compile_seconds:.3f} s (once, in the warm-up)")
 
     names = list(impls)
     for r in range(args.repeats):

@@ -21,8 +21,9 @@ that works:
      the GPU somewhere (a sync);
 
 3. **epoch times** of the ``mlp-s3`` and ``cnn`` workloads for ``portnet-cupy``,
-   ``portnet-torch-cuda`` and native ``torch-cuda``, as ratios to native PyTorch
-   on the same GPU (``python -m benchmarks.epoch_time --device cuda``).
+   ``portnet-torch-cuda``, ``portnet-jax-cuda``, ``portnet-jax-jit-cuda`` (with its
+   compile time apart) and native ``torch-cuda``, as ratios to native PyTorch on
+   the same GPU (``python -m benchmarks.epoch_time --device cuda``).
 
 It writes one Markdown report (default ``benchmarks/results/gpu_check.md``). On a
 machine without a GPU it exits with code 2 and says what is missing.

@@ -1,5 +1,6 @@
 """portnet's own implementations: its Trainer on each backend (numpy, torch, array-api-strict,
-CuPy, torch on CUDA), and :func:`build_portnet_model`, the workload as a portnet Model."""
+CuPy, torch on CUDA, JAX eager and jitted), and :func:`build_portnet_model`, the workload
+as a portnet Model."""
 
 from __future__ import annotations
 
@@ -96,4 +97,55 @@ class PortnetCupy(PortnetImplementation):
 
 class PortnetTorchCuda(PortnetImplementation):
     name, backend_name, device = "portnet-torch-cuda", "torch", "cuda"
+    device_kind = "cuda"
+
+
+class PortnetJax(PortnetImplementation):
+    name, backend_name, device = "portnet-jax", "jax", "cpu"
+    note = "eager JAX: every operation dispatched from Python, rebinding updates"
+
+
+class PortnetJaxJit(PortnetImplementation):
+    """The training step compiled with ``jax.jit`` (``fit(compile=True)``'s epoch).
+
+    ``compile_seconds`` is the first step's wall time (tracing and compiling), which
+    the warm-up epoch pays and the timed epochs do not.
+    """
+
+    name, backend_name, device = "portnet-jax-jit", "jax", "cpu"
+    note = "jax.jit training step; the ragged last batch runs eagerly"
+
+    def __init__(self, workload, batch_size, data, seed):
+        from portnet.compiled import compiled_step
+
+        super().__init__(workload, batch_size, data, seed)
+        self.compiled = compiled_step(self.trainer, self.backend, self.state.opt_state)
+
+    @property
+    def compile_seconds(self) -> float | None:
+        return self.compiled.compile_seconds
+
+    def run_epoch(self):
+        from portnet.compiled import train_epoch_compiled
+
+        self.state, loss_sum, correct_sum = train_epoch_compiled(
+            self.trainer,
+            self.compiled,
+            self.state,
+            self.X,
+            self.y,
+            batch_size=self.batch_size,
+            backend=self.backend,
+        )
+        values = self.backend.to_numpy(self.xp.stack([loss_sum, correct_sum]))
+        return float(values[0]) / self.n
+
+
+class PortnetJaxCuda(PortnetJax):
+    name, device = "portnet-jax-cuda", "cuda"
+    device_kind = "cuda"
+
+
+class PortnetJaxJitCuda(PortnetJaxJit):
+    name, device = "portnet-jax-jit-cuda", "cuda"
     device_kind = "cuda"

@@ -236,6 +236,12 @@ def markdown_report(document: dict[str, Any]) -> str:
     for name, note in document["notes"].items():
         if note:
             out.append(f"- `{name}`: {note}")
+    for e in results:
+        if e.get("compile_s") is not None:
+            out.append(
+                f"- `{e['implementation']}` ({e['workload']}, batch {e['batch_size']}) compiled "
+                f"its step in {e['compile_s']:.3f} s, once, outside the timed epochs"
+            )
     skipped = {e["implementation"]: e["reason"] for e in results if e["status"] != "ok"}
     for name, reason in skipped.items():
         out.append(f"- `{name}` skipped: {reason}")

@@ -19,6 +19,7 @@ Only the ``jax`` backend compiles; ``compile=True`` elsewhere is a
 
 from __future__ import annotations
 
+import time
 import weakref
 from typing import Any
 
@@ -61,10 +62,17 @@ class CompiledStep:
             return state.params, state.opt_state["slots"], state.opt_state["t"], loss, correct
 
         self.step = jax.jit(step, donate_argnums=(0, 1))
+        #: Wall seconds of the first call: tracing and compiling (plus one step).
+        self.compile_seconds: float | None = None
 
     def __call__(self, params, slots, t, X, y, idx, lr, key):
         try:
-            return self.step(params, slots, t, X, y, idx, lr, key)
+            if self.compile_seconds is not None:
+                return self.step(params, slots, t, X, y, idx, lr, key)
+            start = time.perf_counter()
+            out = self.jax.block_until_ready(self.step(params, slots, t, X, y, idx, lr, key))
+            self.compile_seconds = time.perf_counter() - start
+            return out
         except self._tracing_errors() as exc:
             ours = [n for n in getattr(exc, "__notes__", []) if n.startswith("layer ")]
             where = "; ".join(ours) or "a loss or optimizer"

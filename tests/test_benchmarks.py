@@ -21,6 +21,10 @@ IMPLEMENTATIONS = {
     "portnet-array_api_strict",
     "portnet-cupy",
     "portnet-torch-cuda",
+    "portnet-jax",
+    "portnet-jax-jit",
+    "portnet-jax-cuda",
+    "portnet-jax-jit-cuda",
     "torch",
     "torch-cuda",
     "sklearn",
@@ -334,3 +338,16 @@ def test_careful_numpy_trains_exactly_as_portnet(workload_name):
         assert np.abs(W - W0).max() > 1e-4, "the epoch must move the weights"
         np.testing.assert_allclose(W, p["W"], rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(b, p["b"], rtol=1e-4, atol=1e-6)
+
+
+def test_jitted_jax_reports_its_compile_time_apart(quick_run):
+    """portnet-jax-jit trains the same maths as portnet-jax, and its one-time compile
+    cost is recorded beside (not inside) its epoch times."""
+    pytest.importorskip("jax")
+    data, out, stdout = quick_run
+    entries = {e["implementation"]: e for e in data["results"] if e["workload"] == "mlp-s3"}
+    jit, eager = entries["portnet-jax-jit"], entries["portnet-jax"]
+    assert jit["status"] == eager["status"] == "ok"
+    assert jit["compile_s"] > 0 and "compile_s" not in eager
+    assert jit["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
+    assert "compiled its step in" in (out / "quick.md").read_text()
