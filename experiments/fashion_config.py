@@ -22,6 +22,7 @@ from experiments.common import (
     merge_config,
     parse_int_list,
 )
+from portnet.layers import layer_classes
 
 CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
 
@@ -166,17 +167,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
     return config
 
 
-def _layer_classes() -> dict[str, type]:
-    found, todo = {}, [pn.Layer]
-    while todo:
-        cls = todo.pop()
-        for sub in cls.__subclasses__():
-            if not sub.__name__.startswith("_"):
-                found[sub.__name__] = sub
-            todo.append(sub)
-    return found
-
-
 def build_layers(specs, where: str) -> pn.Sequential:
     """The network of a ``layers:`` list; exits 2 naming the entry that is wrong and why."""
     if not isinstance(specs, list) or not specs:
@@ -184,7 +174,7 @@ def build_layers(specs, where: str) -> pn.Sequential:
             f"{where}: layers must be a non-empty list of {{class: Name, config: {{...}}}} "
             f"entries, got {specs!r}."
         )
-    known = _layer_classes()
+    known = layer_classes()
     for number, spec in enumerate(specs, 1):
         head = f"{where}: layer {number} of the layers list"
         if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):

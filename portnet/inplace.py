@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import ConfigError
 from .sync_free import family
 
 _MUTABLE_FAMILIES = ("numpy", "cupy", "torch")
@@ -31,8 +32,6 @@ def resolve_inplace(xp: Any, override: bool | None = None) -> bool:
     if override is None:
         return capable
     if override and not capable:
-        from .errors import ConfigError
-
         raise ConfigError(
             f"in-place updates were forced but {getattr(xp, '__name__', xp)} arrays cannot be "
             "updated in place; leave inplace=None to let portnet decide."

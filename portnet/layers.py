@@ -119,6 +119,11 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def layer_classes() -> dict[str, type[Layer]]:
+    """The public layer classes by name: what a ``{"class": name}`` spec may name."""
+    return {name: cls for name, cls in _REGISTRY.items() if not name.startswith("_")}
+
+
 def layer_from_config(spec: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``{"class": name, "config": {...}}``."""
     try:

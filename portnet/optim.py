@@ -133,8 +133,8 @@ class Optimizer:
             lr = self.lr_at(0)
         elif isinstance(lr, int | float):
             lr = float(lr)  # a Python number; a traced JAX scalar (portnet.compiled) stays one
-        leaves = tree_leaves(params)
-        u = self.updates_for(_xp(leaves[0])) if leaves else UPDATES[False]
+        first = next((p for layer in params for p in layer.values()), None)
+        u = UPDATES[False] if first is None else self.updates_for(_xp(first))
         grads = self._clip(grads)
         t = state["t"] + 1
         new_params, new_slots = [], []
