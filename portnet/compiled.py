@@ -1,24 +1,31 @@
 """Compiled training on JAX: :meth:`Trainer.train_step` under ``jax.jit``.
 
-``Model.fit(..., compile=True)`` runs each full batch through one jitted step. Under
-``jax.jit`` the step is traced once into a program, so portnet's maths must be pure
-and sync-free: a hidden host read (``float()``, ``bool()``, an ``if`` on a device
-value) is a tracing error, which :class:`CompileError` reports with the layer that
-made it. Parameters and optimizer buffers are donated, so memory is not doubled.
+``Model.fit(..., compile=True)`` runs each full batch through one jitted step, and
+the validation set through one jitted evaluation step. Under ``jax.jit`` a step is
+traced once into a program, so portnet's maths must be pure and sync-free: a hidden
+host read (``float()``, ``bool()``, an ``if`` on a device value) is a tracing error,
+which :class:`CompileError` reports with the layer that made it. Parameters and
+optimizer buffers are donated to the training step, so memory is not doubled.
 
-Randomness stays pure: each step gets its own ``jax.random`` key, folded from the
-epoch's dropout seed (:func:`portnet.core.epoch_seeds`) and the batch number, and
-dropout splits it inside the program (so its masks are not the eager run's, which
-draws from one sequential key stream; both are fixed by the seed). The last,
-smaller batch of an epoch runs eagerly, so the shapes of the compiled step never
-change and it compiles once.
+Randomness stays pure: the ``jax.random`` key is part of the state the compiled
+step carries. It starts each epoch from the epoch's dropout seed
+(:func:`portnet.core.epoch_seeds`, so resuming at an epoch boundary is exact), and
+each step splits it: one half is the next step's key, the other feeds dropout and
+RandomFlip inside the program. The masks are therefore not the eager run's (which
+draws from a host-side key stream), but both are fixed by the seed.
+
+Shapes stay static. The last, smaller training batch of an epoch runs eagerly, so
+the training program compiles once. Evaluation runs full batches and, once per
+fit, the smaller last batch through the same jitted function: JAX compiles each of
+the two shapes once and reuses them every epoch.
 
 Only the ``jax`` backend compiles; ``compile=True`` elsewhere is a
-:class:`~portnet.errors.ConfigError`.
+:class:`~portnet.errors.ConfigError`, not a silent no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from typing import Any
@@ -42,7 +49,14 @@ def check_compilable(backend: Any) -> None:
 
 
 class CompiledStep:
-    """The jitted training step of one trainer on the jax backend."""
+    """The jitted training and evaluation steps of one trainer on the jax backend.
+
+    Call it as the training step: ``(params, slots, t, key, X, y, idx, lr)`` to
+    ``(params, slots, t, key, loss, correct)``, where ``idx`` picks the batch from
+    ``X`` and ``y`` on the device and ``key`` is the carried ``jax.random`` key.
+    :meth:`evaluate_sums` is :meth:`Trainer.evaluate_sums` through the jitted
+    evaluation step.
+    """
 
     def __init__(self, trainer: Trainer, backend: Any, opt_state: dict[str, Any]):
         self.trainer, self.backend = trainer, backend
@@ -50,48 +64,77 @@ class CompiledStep:
         self.jax = jax
         decay_mask, frozen = opt_state["decay_mask"], opt_state["frozen"]
 
-        def step(params, slots, t, X, y, idx, lr, key):
+        def step(params, slots, t, key, X, y, idx, lr):
             xp = backend.xp
             xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
-            random = RandomStream(backend, 0, generator=backend.key_stream(key))
+            key, step_key = jax.random.split(key)
+            random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
             ctx = trainer.training_context(xp, random)
             opt = {"t": t, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
             state, (loss, correct) = trainer.train_step(
                 TrainState(params, opt), xb, yb, ctx=ctx, lr=lr
             )
-            return state.params, state.opt_state["slots"], state.opt_state["t"], loss, correct
+            opt = state.opt_state
+            return state.params, opt["slots"], opt["t"], key, loss, correct
+
+        def evaluate_batch(params, xb, yb):
+            return trainer.evaluate_batch(params, xb, yb)
 
         self.step = jax.jit(step, donate_argnums=(0, 1))
-        #: Wall seconds of the first call: tracing and compiling (plus one step).
+        self.evaluate_batch = jax.jit(evaluate_batch)
+        #: Wall seconds of the first training call: tracing and compiling (plus one step).
         self.compile_seconds: float | None = None
+        #: The same for the evaluation step, summed over the batch shapes it compiled.
+        self.evaluate_compile_seconds = 0.0
+        self._evaluated_shapes: set[tuple[int, ...]] = set()
 
-    def __call__(self, params, slots, t, X, y, idx, lr, key):
-        try:
+    def __call__(self, params, slots, t, key, X, y, idx, lr):
+        with self._naming_the_layer():
             if self.compile_seconds is not None:
-                return self.step(params, slots, t, X, y, idx, lr, key)
+                return self.step(params, slots, t, key, X, y, idx, lr)
             start = time.perf_counter()
-            out = self.jax.block_until_ready(self.step(params, slots, t, X, y, idx, lr, key))
+            out = self.jax.block_until_ready(self.step(params, slots, t, key, X, y, idx, lr))
             self.compile_seconds = time.perf_counter() - start
             return out
-        except self._tracing_errors() as exc:
-            ours = [n for n in getattr(exc, "__notes__", []) if n.startswith("layer ")]
-            where = "; ".join(ours) or "a loss or optimizer"
-            raise CompileError(
-                f"the training step cannot be compiled with jax.jit ({where}): "
-                f"{_first_line(exc)}. "
-                "It reads a device value on the host (float(), bool(), int(), .item(), an "
-                "if on an array): compute with array operations instead, or train without "
-                "compile=True."
-            ) from None
 
-    def _tracing_errors(self) -> tuple[type[BaseException], ...]:
+    def evaluate_sums(self, params, X, y, batch_size: int = 2048):
+        """Summed loss and correct count over a dataset, as 0-d device arrays."""
+        with self._naming_the_layer("evaluation step"):
+            return self.trainer.evaluate_sums(
+                params, X, y, batch_size=batch_size, evaluate_batch=self._evaluate_batch
+            )
+
+    def _evaluate_batch(self, params, xb, yb):
+        if xb.shape in self._evaluated_shapes:
+            return self.evaluate_batch(params, xb, yb)
+        start = time.perf_counter()
+        out = self.jax.block_until_ready(self.evaluate_batch(params, xb, yb))
+        self.evaluate_compile_seconds += time.perf_counter() - start
+        self._evaluated_shapes.add(xb.shape)
+        return out
+
+    @contextlib.contextmanager
+    def _naming_the_layer(self, step: str = "training step"):
+        """Turn JAX's tracing errors into a :class:`CompileError` naming the layer."""
         errors = self.jax.errors
-        return (
+        tracing_errors = (
             errors.ConcretizationTypeError,
             errors.TracerBoolConversionError,
             errors.TracerIntegerConversionError,
             errors.TracerArrayConversionError,
         )
+        try:
+            yield
+        except tracing_errors as exc:
+            ours = [n for n in getattr(exc, "__notes__", []) if n.startswith("layer ")]
+            where = "; ".join(ours) or "the loss, a regularizer or the optimizer"
+            raise CompileError(
+                f"the {step} cannot be compiled with jax.jit ({where}): "
+                f"{_first_line(exc)}. "
+                "It reads a device value on the host (float(), bool(), int(), .item(), an "
+                "if on an array): compute with array operations instead, or train without "
+                "compile=True."
+            ) from None
 
 
 _STEPS: dict[int, tuple[weakref.ref, CompiledStep]] = {}
@@ -129,7 +172,7 @@ def train_epoch_compiled(
     n = X.shape[0]
     order, dropout_seed = epoch_order(state, n, backend, shuffle)
     lr = trainer.optimizer.lr_at(state.epoch)
-    epoch_key = jax.random.key(dropout_seed)
+    key = jax.random.key(dropout_seed)  # the carried key, split at every step
     params, slots = state.params, state.opt_state["slots"]
     t0 = int(state.opt_state["t"])
     t = xp.asarray(t0, dtype=xp.int64)
@@ -139,9 +182,7 @@ def train_epoch_compiled(
     lr_device = xp.asarray(lr, dtype=X.dtype)
     for b in range(n_full):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        params, slots, t, loss, correct = compiled(
-            params, slots, t, X, y, idx, lr_device, jax.random.fold_in(epoch_key, b)
-        )
+        params, slots, t, key, loss, correct = compiled(params, slots, t, key, X, y, idx, lr_device)
         loss_sum = loss_sum + loss * float(batch_size)
         correct_sum = correct_sum + correct
         if on_batch_end is not None:
@@ -151,8 +192,8 @@ def train_epoch_compiled(
     )
     if n_full < n_batches:  # the last, smaller batch: eagerly, so the program keeps its shapes
         idx = order[n_full * batch_size :]
-        key = jax.random.fold_in(epoch_key, n_full)
-        random = RandomStream(backend, 0, generator=backend.key_stream(key))
+        _, step_key = jax.random.split(key)
+        random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
         ctx = trainer.training_context(xp, random)
         xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
         state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr)

@@ -196,11 +196,13 @@ class Trainer:
 
     def add_penalty_grads(self, xp: Any, params: Tree, grads: Tree, scale: float = 1.0) -> Tree:
         """``grads`` plus ``scale`` times the regularizers' gradients, on the weights."""
+        # Under jax.jit the scale (the learning rate) is a traced array: no comparison.
+        unscaled = isinstance(scale, int | float) and scale == 1.0
         for layer, p, g in zip(self.layers, params, grads, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     penalty_grad = reg(xp, p[key])[1]
-                    g[key] = g[key] + (penalty_grad if scale == 1.0 else scale * penalty_grad)
+                    g[key] = g[key] + (penalty_grad if unscaled else scale * penalty_grad)
         return grads
 
     def penalty(self, xp: Any, params: Tree) -> Any:
@@ -277,20 +279,37 @@ class Trainer:
             on_batch_end=on_batch_end,
         )
 
-    def evaluate_sums(self, params: Tree, X: Any, y: Any, batch_size: int = 2048):
-        """Summed loss and correct count over a dataset, as 0-d device arrays."""
-        xp = _xp(X)
+    def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
+        """One batch in inference mode: its summed loss and correct count (0-d arrays)."""
+        xp = _xp(xb)
         ctx = Context(xp=xp, training=False, need_input_grad=False)
+        outputs, _ = self.network.forward(params, xb, ctx)
+        loss, _ = self.loss(outputs, yb)
+        return loss * float(xb.shape[0]), self.loss.count_correct(xp, outputs, yb)
+
+    def evaluate_sums(
+        self,
+        params: Tree,
+        X: Any,
+        y: Any,
+        batch_size: int = 2048,
+        evaluate_batch: Callable[[Tree, Any, Any], tuple[Any, Any]] | None = None,
+    ) -> tuple[Any, Any]:
+        """Summed loss and correct count over a dataset, as 0-d device arrays.
+
+        ``evaluate_batch`` replaces :meth:`evaluate_batch` (the compiled path
+        passes its jitted version).
+        """
+        evaluate_batch = self.evaluate_batch if evaluate_batch is None else evaluate_batch
+        xp = _xp(X)
         loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         n = X.shape[0]
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            xb, yb = X[start:stop, ...], y[start:stop, ...]
-            outputs, _ = self.network.forward(params, xb, ctx)
-            loss, _ = self.loss(outputs, yb)
-            loss_sum = loss_sum + loss * float(xb.shape[0])
-            correct_sum = correct_sum + self.loss.count_correct(xp, outputs, yb)
+            loss, correct = evaluate_batch(params, X[start:stop, ...], y[start:stop, ...])
+            loss_sum = loss_sum + loss
+            correct_sum = correct_sum + correct
         return loss_sum, correct_sum
 
     def outputs(self, params: Tree, X: Any, batch_size: int = 4096) -> Any:

@@ -137,6 +137,9 @@ class Optimizer:
         u = UPDATES[False] if first is None else self.updates_for(_xp(first))
         grads = self._clip(grads)
         t = state["t"] + 1
+        # Under jax.jit the step count is an int64 device scalar, and b ** t of it would
+        # be float64 and promote every parameter: the powers are taken in their dtype.
+        t_power = t if first is None or isinstance(t, int) else _xp(first).astype(t, first.dtype)
         new_params, new_slots = [], []
         for layer_p, layer_g, layer_s, decayed in zip(
             params, grads, state["slots"], state["decay_mask"], strict=True
@@ -155,7 +158,7 @@ class Optimizer:
                 if prescaled:
                     out[key] = self._step_prescaled(p, g, out_slots[key], u)
                 else:
-                    out[key] = self._step(p, g, out_slots[key], lr, t, u)
+                    out[key] = self._step(p, g, out_slots[key], lr, t_power, u)
             new_params.append(out)
             new_slots.append(out_slots)
         return new_params, {**state, "t": t, "slots": new_slots}
@@ -177,8 +180,12 @@ class Optimizer:
             ]
         return grads
 
-    def _step(self, p, g, slots: dict[str, Any], lr: float, t: int, u: Updates):
-        """The update of one parameter ``p`` with gradient ``g``; may consume ``g``."""
+    def _step(self, p, g, slots: dict[str, Any], lr: float, t: Any, u: Updates):
+        """The update of one parameter ``p`` with gradient ``g``; may consume ``g``.
+
+        ``t`` is the step count from 1: a Python int, or under ``jax.jit`` a 0-d
+        array in ``p``'s dtype.
+        """
         raise NotImplementedError
 
     def _step_prescaled(self, p, g, slots: dict[str, Any], u: Updates):

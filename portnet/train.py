@@ -55,7 +55,7 @@ def fit_loop(
         remove_stale_temporaries(checkpoint)  # left by a run killed mid-write
     n = X.shape[0]
     state: TrainState = model.state
-    train_epoch = trainer.train_epoch
+    train_epoch, evaluate_sums = trainer.train_epoch, trainer.evaluate_sums
     if compile:
         from .compiled import check_compilable, compiled_step, train_epoch_compiled
 
@@ -64,6 +64,8 @@ def fit_loop(
 
         def train_epoch(state, X, y, **kwargs):
             return train_epoch_compiled(trainer, compiled, state, X, y, **kwargs)
+
+        evaluate_sums = compiled.evaluate_sums
 
     if progress is None:
         progress = FitProgress(epochs=epochs, start_epoch=state.epoch)
@@ -91,7 +93,7 @@ def fit_loop(
         )
         sums = [loss_sum, correct_sum]
         if validation is not None:
-            sums += list(trainer.evaluate_sums(state.params, *validation))
+            sums += list(evaluate_sums(state.params, *validation))
         # The one device->host read of the epoch.
         values = backend.to_numpy(xp.stack(sums)).astype(np.float64)
         logs = {
