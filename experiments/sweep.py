@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder of the dataset's IDX files, on every worker")
     p.add_argument("--backend", help="backend of every configuration (numpy, torch, cupy, ...)")
     p.add_argument("--device", help="device of the backend (cuda:0, ...)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile every configuration's training step with jax.jit (needs --backend jax)",
+    )
     p.add_argument("--workers", type=_COUNT.arg, default=1, help="worker processes; default 1")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--dask-workers", type=_COUNT.arg, help="start a local Dask cluster of N")
@@ -82,6 +87,7 @@ def grid_from_args(args: argparse.Namespace) -> list[dict]:
         "data_dir": args.data_dir,
         "backend": args.backend,
         "device": args.device,
+        "compile": args.compile or None,
     }
     config.update({k: v for k, v in overrides.items() if v is not None})
     return grid_configs(config, full=args.grid == "full")

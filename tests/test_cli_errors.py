@@ -217,6 +217,12 @@ CASES = [
     _case("reproduce-unknown-dataset", REPRODUCE, "s2 --dataset cifar", "unknown dataset 'cifar'"),
     _case("reproduce-out-is-file", REPRODUCE, "s1 --out {tmp}/a_file", "is a file, not a folder"),
     _case("reproduce-unknown-backend", REPRODUCE, "s0 --quick --backend mxnet", "Known backends"),
+    _case(
+        "reproduce-compile-not-jax",
+        REPRODUCE,
+        "s1 --quick --backend numpy --compile",
+        "--compile compiles the training steps with jax.jit and needs --backend jax",
+    ),
     # benchmarks
     _case("epoch-time-epochs-0", "benchmarks.epoch_time", "--epochs 0", "--epochs: must be in [1"),
     _case(

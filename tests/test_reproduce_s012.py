@@ -157,6 +157,35 @@ def test_s2_quick(case, tmp_path):
         assert f"### {table}" in md
 
 
+def test_s1_quick_compiled_on_jax(tmp_path, monkeypatch):
+    """--compile trains every S1 model through the jitted step; the study's checks hold."""
+    pytest.importorskip("jax")
+    import portnet.compiled
+
+    compiled_epochs = []
+    original = portnet.compiled.train_epoch_compiled
+
+    def counting(*args, **kwargs):
+        compiled_epochs.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(portnet.compiled, "train_epoch_compiled", counting)
+    out = tmp_path / "s1"
+    assert (
+        main(["s1", "--quick", "--no-plots", "--backend", "jax", "--compile", "--out", str(out)])
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["compile"] is True
+    curves = json.loads((out / "curves.json").read_text())
+    # Every epoch of every model (softmax, momentum, L2, L1, activations) was compiled.
+    assert len(compiled_epochs) == sum(len(h["train_loss"]) for h in curves.values())
+    _check_losses_fall(out)
+    claims = json.loads((out / "results.json").read_text())
+    for c in claims:
+        if c["unit"] == "%" and "accuracy" in c["claim"].lower():
+            assert c["portnet"] > 4 * CHANCE_10, c
+
+
 def _check_losses_fall(out: Path) -> None:
     curves = json.loads((out / "curves.json").read_text())
     assert curves

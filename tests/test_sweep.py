@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import portnet as pn
@@ -102,6 +103,12 @@ def test_ids_seeds_and_dask_keys_are_deterministic(tmp_path):
     # Defaults written out or left out: the same configuration.
     assert config_id({**config, "l1": 0, "dtype": "float32"}) == config_id(config)
     assert config_id({**config, "epochs": 2}) != config_id(config)
+    # compile: false is the default and stays out of the id (older result folders keep
+    # theirs); a compiled run draws other dropout masks, so compile: true is another run.
+    assert config_id({**config, "compile": False}) == config_id(config)
+    on_jax = {**config, "backend": "jax"}
+    assert config_id({**on_jax, "compile": True}) != config_id(on_jax)
+    assert config_seed({**on_jax, "compile": True}) == config_seed(on_jax)  # same weights
     assert config_seed(config) == config_seed(reordered) != config_seed({**config, "epochs": 2})
     assert config_seed({**config, "seed": 7}) == 7
     key = task_key(config, tmp_path / "a")
@@ -139,6 +146,8 @@ def test_dask_options_ask_for_a_gpu_only_on_gpu_backends(tmp_path):
         ({"data": {"dataset": "cifar"}}, "unknown data set 'cifar'"),
         ({"data": {"dataset": "fashion_mnist", "normalise": "x"}}, "data must be a mapping"),
         ({"layer": []}, "unknown key"),
+        ({"compile": True}, "compile: true compiles the training step with jax.jit and needs"),
+        ({"compile": "yes", "backend": "jax"}, "compile must be true or false, got 'yes'"),
     ],
 )
 def test_a_bad_configuration_is_refused_before_anything_runs(tmp_path, change, message):
@@ -176,6 +185,7 @@ def test_bad_sweep_arguments_exit_2_before_any_configuration_starts(tmp_path):
         ),
         "unknown dataset": (["--quick", "--dataset", "cifar"], "unknown data set"),
         "epochs zero": (["--quick", "--epochs", "0"], "--epochs"),
+        "compile off jax": (["--quick", "--compile"], "needs backend jax"),
     }
     procs = {}
     for name, (args, _) in cases.items():
@@ -353,6 +363,29 @@ def test_cli_runs_s3s_grid_then_summarises(tmp_path):
     assert "Top 1 of 2" in summary.stdout and "| Learning rate | λ |" in summary.stdout
     best = top_k(records, 1)[0]
     assert f"`{best['id']}`" in summary.stdout
+
+
+def test_a_compiled_configuration_trains_as_the_eager_one(monkeypatch):
+    pytest.importorskip("jax")
+    import portnet.compiled
+
+    compiled_epochs = []
+
+    def counting(*args, **kwargs):
+        compiled_epochs.append(1)
+        return train_epoch_compiled(*args, **kwargs)
+
+    train_epoch_compiled = portnet.compiled.train_epoch_compiled
+    monkeypatch.setattr(portnet.compiled, "train_epoch_compiled", counting)
+    config = {**BASE, "backend": "jax", "epochs": 2}
+    eager = fit_config(config)
+    assert compiled_epochs == []
+    jitted = fit_config({**config, "compile": True})
+    assert compiled_epochs == [1, 1]
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(
+            jitted["history"].history[key], eager["history"].history[key], rtol=1e-4
+        )
 
 
 def test_expand_grid_is_every_combination_in_order():

@@ -40,6 +40,8 @@ class StudyContext:
     out: Path
     quick: bool
     plots: bool
+    #: Train with ``Model.fit(compile=True)`` (jax.jit; the jax backend only).
+    compile: bool = False
     started: float = dataclasses.field(default_factory=time.perf_counter)
     #: Markdown a study adds below the claims table (its own tables, figure list).
     extra_markdown: str = ""
@@ -67,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", help="device of the backend (cpu, cuda:0, device1, ...)")
     p.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the training steps with jax.jit (needs --backend jax; S4's "
+        "per-backend timing table stays eager)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -126,9 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     backend = pn.get_backend(args.backend, args.device)
+    if args.compile and backend.name != "jax":
+        fail(
+            f"--compile compiles the training steps with jax.jit and needs --backend jax; "
+            f"this run's backend is {backend.name}. Drop --compile or use --backend jax."
+        )
     pn.limit_threads(args.threads)  # after the backend import: threadpoolctl sees its BLAS
     out = Path(args.out) if args.out else check_output_dir(default_out_dir(args.study))
-    ctx = StudyContext(args.study, config, backend, out, args.quick, args.plots)
+    ctx = StudyContext(args.study, config, backend, out, args.quick, args.plots, args.compile)
     out.mkdir(parents=True, exist_ok=True)
     write_json(
         out / "config.json",
@@ -138,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             "backend": backend.name,
             "device": backend.device_name,
             "threads": args.threads,
+            "compile": args.compile,
         },
     )
     ctx.log(
         f"{STUDIES[args.study].title} — backend {backend.name}, device {backend.device_name}"
-        f"{', quick' if args.quick else ''}; writing to {out}/"
+        f"{', quick' if args.quick else ''}{', compiled' if args.compile else ''}; "
+        f"writing to {out}/"
     )
     claims = module.run(ctx)
     paper_dataset = getattr(module, "PAPER_DATASET", None)

@@ -30,6 +30,7 @@ ROOKIE_DEFAULTS: dict[str, Any] = {
     "batch_size": 512,
     "backend": "numpy",
     "device": None,
+    "compile": False,  # jax.jit the training step (jax backend only)
     "seed": 0,  # weights and shuffling; None: derived from the configuration's id
     "split_seed": 0,  # the validation split, the same for every configuration
 }
@@ -105,6 +106,7 @@ def rookie_config(setting: dict[str, Any]) -> dict[str, Any]:
         "seed": s["seed"],
         "backend": s["backend"] or "numpy",
         "device": s["device"],
+        "compile": bool(s["compile"]),
         "tags": {
             "lr": s["lr"],
             "l2": s["l2"],

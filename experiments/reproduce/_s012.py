@@ -96,6 +96,7 @@ def train_and_evaluate(
         callbacks=[_BestValAccuracy(patience)] if by_accuracy else (),
         verbose=0,
         seed=seed + 1,
+        compile=ctx.compile,
     )
     result = RunResult(
         name,

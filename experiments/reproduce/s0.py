@@ -179,7 +179,14 @@ def _cross_validated_model(ctx, name, X, y, X_test, y_test, n_out, lr, batch, ep
 
     start = time.perf_counter()
     cv = cross_validate(
-        make_model, X, y, k=cfg["folds"], epochs=epochs, batch_size=batch, seed=cfg["seed"]
+        make_model,
+        X,
+        y,
+        k=cfg["folds"],
+        epochs=epochs,
+        batch_size=batch,
+        seed=cfg["seed"],
+        fit_kwargs={"compile": ctx.compile},
     )
     best = cv.best_fold()
     record(ctx, "curves.json", name, {k: v.tolist() for k, v in cv.curves.items()})

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "backend": "numpy",
     "device": None,
     "dtype": "float32",
+    "compile": False,  # train with jax.jit (Model.fit's compile=True); jax backend only
     "tags": {},  # labels for tables; not part of the id
 }
 
@@ -108,6 +109,13 @@ def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
             f"unknown backend {cfg['backend']!r}; known backends: {', '.join(known_backends())}"
         )
     cfg["backend"] = backend
+    if not isinstance(cfg["compile"], bool):
+        raise ConfigError(f"compile must be true or false, got {cfg['compile']!r}")
+    if cfg["compile"] and backend != "jax":
+        raise ConfigError(
+            f"compile: true compiles the training step with jax.jit and needs backend jax; "
+            f"this configuration's backend is {backend}. Drop compile or use backend jax."
+        )
     if cfg["dtype"] not in ("float32", "float64"):
         raise ConfigError(f"dtype must be float32 or float64, got {cfg['dtype']!r}")
     data = cfg["data"]
@@ -134,19 +142,28 @@ def config_id(config: Mapping[str, Any]) -> str:
     """A stable 12-hex-digit id: SHA-256 of the normalised configuration's sorted JSON.
 
     ``tags`` and ``data.data_dir`` (labels, and where a machine keeps the data) are
-    left out. The same configuration gets the same id in any process on any machine.
+    left out, and ``compile`` when false (so ids from before it existed still hold).
+    The same configuration gets the same id in any process on any machine.
     """
     cfg = normalize_config(config)
     cfg.pop("tags")
+    if not cfg["compile"]:
+        cfg.pop("compile")
     cfg["data"].pop("data_dir")
     text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def config_seed(config: Mapping[str, Any]) -> int:
-    """The configuration's ``seed``, or one derived from its id (fits in 31 bits)."""
-    seed = normalize_config(config)["seed"]
-    return int(seed) if seed is not None else int(config_id(config), 16) % (2**31 - 1)
+    """The configuration's ``seed``, or one derived from its id (fits in 31 bits).
+
+    The derived seed is that of the uncompiled configuration: compiling the same
+    run starts from the same weights and data order.
+    """
+    cfg = normalize_config(config)
+    if cfg["seed"] is not None:
+        return int(cfg["seed"])
+    return int(config_id({**cfg, "compile": False}), 16) % (2**31 - 1)
 
 
 def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -234,6 +251,7 @@ def fit_config(config: Mapping[str, Any], verbose: int = 0) -> dict[str, Any]:
         validation_data=data.validation,
         patience=cfg["patience"],
         verbose=verbose,
+        compile=cfg["compile"],
     )
     seconds = time.perf_counter() - start
     val = model.evaluate(*data.validation) if data.validation is not None else None

@@ -45,7 +45,7 @@ PAPER_TEST = 89.84
 PAPER_VAL = 91.38
 
 DEFAULTS: dict[str, Any] = {
-    **{k: v for k, v in ROOKIE_DEFAULTS.items() if k not in ("backend", "device")},
+    **{k: v for k, v in ROOKIE_DEFAULTS.items() if k not in ("backend", "device", "compile")},
     # Options of the best-setting run only (the grid keeps ROOKIE_EXTRAS' defaults).
     **ROOKIE_EXTRAS,
     # The grid (Table 1) as a sweep: "reduced" (the grid_* lists), "full" (all 216) or "none".
@@ -89,6 +89,7 @@ def run(ctx) -> list[Claim]:
     config["backend"] = ctx.backend.name
     # NumPy has one device; leaving it out keeps sweep ids equal to the CLI's.
     config["device"] = None if ctx.backend.name == "numpy" else ctx.backend.device_name
+    config["compile"] = ctx.compile
     setting = {k: config[k] for k in _SETTING_KEYS}
     hidden = "-".join(str(h) for h in config["hidden"])
     options = _options(config)

@@ -66,6 +66,7 @@ def grid_configs(config: dict[str, Any], full: bool = False) -> list[dict[str, A
         train_size=config["grid_train_size"],
         backend=config.get("backend") or "numpy",
         device=config.get("device"),
+        compile=bool(config.get("compile", False)),
     )
     grid = TABLE1 if full else {k: config[f"grid_{k}"] for k in ("lr", "l2", "hidden", "decay")}
     return [rookie_config(setting) for setting in expand_grid(base, grid)]

@@ -103,6 +103,7 @@ def fit(ctx, model, data, labels: str, epochs: int, batch_size: int, what: str) 
         batch_size=batch_size,
         validation_data=(data["X_val"], data[f"{labels}_val"]),
         verbose=0,
+        compile=ctx.compile,
     )
     ctx.log(
         f"{what}: {history.epochs_run} epochs in {time.perf_counter() - start:.1f} s, "
