@@ -1,10 +1,10 @@
 r"""Convolution and shape layers on channels-first images, written against the Array API only.
 
-:class:`Conv2D` is im2col plus one matrix product; its backward pass folds window
-gradients back with the adjoint gather (col2im). Both gathers use the host index
-maps of :mod:`portnet.windows`, whose docstring explains the method (the standard
-has no ``as_strided`` and no scatter). :class:`Flatten` and :class:`Reshape`
-connect image layers to dense ones.
+:class:`Conv2D` is im2col plus one matrix product, and its backward pass folds
+window gradients back (col2im); both are made of shifted basic slices of a
+channels-last view, as :mod:`portnet.windows` explains (the standard has no
+``as_strided`` and no scatter). :class:`Flatten` and :class:`Reshape` connect
+image layers to dense ones.
 
 The pooling layers live in :mod:`portnet.pooling`; :class:`MaxPool2D` and
 :class:`AvgPool2D` are re-exported here, so ``from portnet.conv import Conv2D,
@@ -15,20 +15,22 @@ MaxPool2D, AvgPool2D, Flatten, Reshape`` keeps working, as do
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from array_api_compat import device as device_of
 
 from .errors import ConfigError
+from .inplace import UPDATES
 from .layers import Layer
 from .pooling import AvgPool2D, MaxPool2D
 from .windows import (
-    _adjoint_index,
-    _append_column,
-    _IndexCache,
     _pair,
+    fold_slices,
+    output_size,
+    pad_nhwc,
+    to_nchw,
+    to_nhwc,
     window_adjoint,
+    window_slices,
     window_sources,
 )
 
@@ -66,14 +68,21 @@ class Conv2D(Layer):
 
     Notes
     -----
-    Forward is im2col plus one matrix product: ``cols`` :math:`(N L, C K_h K_w)`
-    times :math:`W^\top`. Backprop with :math:`\delta` reshaped to :math:`(N L, F)`:
+    Forward is im2col plus one matrix product, channels-last inside: the
+    :math:`K = K_h K_w` shifted slices of the padded ``N x H x W x C`` view stack to
+    columns ``(N, H_o, W_o, K, C)``, read as ``cols`` :math:`(N L, K C)` and multiplied
+    by :math:`W` arranged as :math:`(K C, F)`; the product is the output's
+    ``N x H_o x W_o x F`` memory, returned as an ``N x F x H_o x W_o`` view.
+    Backprop with :math:`\delta` read as :math:`(N L, F)`:
 
     .. math::
-        \partial W = \delta^\top \text{cols}, \quad \partial b = \textstyle\sum \delta,
-        \quad \partial x = \text{col2im}(\delta W)
+        \partial W = \text{cols}^\top \delta, \quad \partial b = \textstyle\sum \delta,
+        \quad \partial x = \text{col2im}(\delta W^\top)
 
-    where col2im is the adjoint gather described in :mod:`portnet.windows`.
+    where col2im adds each offset's slice of :math:`\delta W^\top` back
+    (:func:`portnet.windows.fold_slices`). With ``ctx.inplace`` the padding and the
+    col2im sums are written into buffers the layer allocates; otherwise they are
+    built with ``concat``.
     """
 
     def __init__(
@@ -97,7 +106,6 @@ class Conv2D(Layer):
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ConfigError("kernel_size and stride must be >= 1 and padding >= 0")
         self.bias, self.init_scheme = bool(bias), init
-        self._indices = _IndexCache()
 
     def init(self, rng):
         kh, kw = self.kernel_size
@@ -117,31 +125,6 @@ class Conv2D(Layer):
     def weight_names(self):
         return ("W",)
 
-    def _build(self, c: int, h: int, w: int) -> dict[str, Any]:
-        src, out_h, out_w = window_sources(h, w, self.kernel_size, self.stride, self.padding)
-        n_out, kk = src.shape
-        hw = h * w
-        # Forward gather, ordered (l, c, k) so cols reshape to (N L, C K) rows.
-        ch = np.arange(c)[None, :, None]
-        fwd = np.where(src[:, None, :] >= 0, ch * hw + src[:, None, :], c * hw)
-        # dcols rows get one extra zero column (from a zero row appended to W, see
-        # backprop): padded entries index the one of window 0, so the large dcols
-        # array never needs a concat.
-        row = c * kk + 1
-        adj = _adjoint_index(
-            window_adjoint(src, hw),
-            lambda l, ch_, k: l * row + ch_ * kk + k,
-            sentinel=c * kk,
-            outer=c,
-        )
-        return {
-            "fwd": fwd.reshape(-1),
-            "fwd_padded": bool((src < 0).any()),
-            "adj": adj["index"],
-            "adj_sum": adj["n_sum"],
-            "out_hw": (out_h, out_w),
-        }
-
     def forward(self, params, x, ctx):
         xp = ctx.xp
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -150,41 +133,39 @@ class Conv2D(Layer):
             )
         n, c, h, w = x.shape
         f = self.out_channels
-        kk = self.kernel_size[0] * self.kernel_size[1]
-        idx = self._indices.get(xp, x, (c, h, w), lambda: self._build(c, h, w))
-        out_h, out_w = idx["out_hw"]
-        n_pos = out_h * out_w
-        x_flat = xp.reshape(x, (n, c * h * w))
-        if idx["fwd_padded"]:
-            x_flat = _append_column(xp, x_flat, 0.0)
-        cols = xp.reshape(xp.take(x_flat, idx["fwd"], axis=1), (n * n_pos, c * kk))
-        W = xp.reshape(params["W"], (f, c * kk))
-        y = xp.matmul(cols, xp.matrix_transpose(W))  # (N L, F)
+        kh, kw = self.kernel_size
+        out_h, out_w = output_size(h, w, self.kernel_size, self.stride, self.padding)
+        n_rows = n * out_h * out_w
+        inplace = ctx.inplace
+        xpad = pad_nhwc(xp, to_nhwc(xp, x), self.padding, 0.0, inplace)
+        pieces = window_slices(xpad, self.kernel_size, self.stride, (out_h, out_w))
+        cols = xp.reshape(xp.stack(pieces, axis=3), (n_rows, kh * kw * c))
+        # W (F, C, Kh, Kw) as (Kh Kw C, F), matching the (k, c) order of a column row.
+        W = xp.reshape(xp.permute_dims(params["W"], (2, 3, 1, 0)), (kh * kw * c, f))
+        y = xp.matmul(cols, W)  # (N L, F): the output, channels-last
         if self.bias:
-            y = y + params["b"]
-        y = xp.permute_dims(xp.reshape(y, (n, out_h, out_w, f)), (0, 3, 1, 2))
+            y = UPDATES[inplace].add(y, params["b"])  # y is fresh: in place if allowed
+        y = to_nchw(xp, xp.reshape(y, (n, out_h, out_w, f)))
         need_dx = ctx.need_input_grad
-        w_shape = tuple(params["W"].shape)
+        padded_hw = (xpad.shape[1], xpad.shape[2])
+        (ph, pw) = self.padding
 
         def backprop(dy):
-            d = xp.reshape(xp.permute_dims(dy, (0, 2, 3, 1)), (n * n_pos, f))
-            # cols^T d, then transpose the small (C K, F) result: measured 2-3x faster on
-            # NumPy/OpenBLAS than d^T cols for these tall-skinny operands.
-            dW = xp.matrix_transpose(xp.matmul(xp.matrix_transpose(cols), d))
-            grads = {"W": xp.reshape(dW, w_shape)}
+            # A view when dy is channels-last in memory (what this stack produces).
+            d = xp.reshape(to_nhwc(xp, dy), (n_rows, f))
+            # cols^T d is (Kh Kw C, F), W's layout here; measured faster on OpenBLAS
+            # than d^T cols for these tall-skinny operands.
+            dW = xp.reshape(xp.matmul(xp.matrix_transpose(cols), d), (kh, kw, c, f))
+            grads = {"W": xp.permute_dims(dW, (3, 2, 0, 1))}
             if self.bias:
                 grads["b"] = xp.sum(d, axis=0)
             if not need_dx:
                 return None, grads
-            # d [W | 0]: each window row of dcols ends with a zero, the target of the
-            # adjoint's missing entries (an extra 1/(C K) of a small matmul instead of
-            # copying all of dcols to append one zero column).
-            w_zero = xp.concat([W, xp.zeros((f, 1), dtype=W.dtype, device=device_of(W))], axis=1)
-            dcols = xp.reshape(xp.matmul(d, w_zero), (n, n_pos * (c * kk + 1)))
-            dx = xp.take(dcols, idx["adj"], axis=1)
-            if idx["adj_sum"] > 1:
-                dx = xp.sum(xp.reshape(dx, (n, idx["adj_sum"], c * h * w)), axis=1)
-            return xp.reshape(dx, (n, c, h, w)), grads
+            dcols = xp.reshape(xp.matmul(d, xp.matrix_transpose(W)), (n, out_h, out_w, kh * kw, c))
+            dpieces = [dcols[:, :, :, k, :] for k in range(kh * kw)]
+            dxpad = fold_slices(xp, dpieces, self.kernel_size, self.stride, padded_hw, inplace)
+            dx = dxpad[:, ph : ph + h, pw : pw + w, :] if ph or pw else dxpad
+            return to_nchw(xp, dx), grads
 
         return y, backprop
 

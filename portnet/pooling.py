@@ -1,28 +1,33 @@
 r"""Max and average pooling on channels-first images, written against the Array API only.
 
-Windows are gathered with the index maps of :mod:`portnet.windows` (im2col), and
-gradients folded back with their adjoint gather (col2im); see that module for how
-and why. :class:`MaxPool2D` and :class:`AvgPool2D` are also importable from
+Like :class:`~portnet.conv.Conv2D`, pooling works on a channels-last view
+(:mod:`portnet.windows`). Non-overlapping windows without padding (stride equal to
+kernel, the usual 2x2 case) are a **reshape**: the ``N x H x W x C`` view, cropped
+to whole windows, reads as ``(N, H_o, K_h, W_o, K_w, C)``, and each kernel offset is
+a basic slice of that. Other geometries take the :math:`K_h K_w` shifted slices of
+the padded input. Backprop stacks the per-offset gradient pieces back into the
+window layout (reshape case) or adds them back slice by slice (col2im).
+:class:`MaxPool2D` and :class:`AvgPool2D` are also importable from
 :mod:`portnet.conv` and from :mod:`portnet`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numpy as np
 from array_api_compat import device as device_of
 
 from .errors import ConfigError
+from .inplace import UPDATES
 from .layers import Layer
 from .windows import (
-    _adjoint_index,
-    _append_column,
-    _IndexCache,
     _pair,
-    window_adjoint,
-    window_sources,
+    fold_slices,
+    output_size,
+    pad_nhwc,
+    to_nchw,
+    to_nhwc,
+    window_slices,
 )
 
 
@@ -44,50 +49,34 @@ class _Pool2D(Layer):
             raise ConfigError("kernel_size and stride must be >= 1 and padding >= 0")
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ConfigError("padding must be at most half the kernel size (as in PyTorch)")
-        self._indices = _IndexCache()
 
-    def _build(self, h: int, w: int) -> dict[str, Any]:
-        src, out_h, out_w = window_sources(h, w, self.kernel_size, self.stride, self.padding)
-        n_out, kk = src.shape
-        # Forward gather ordered (k, l): windows reduce over axis 1 of (B, K, L),
-        # which NumPy does as K contiguous vector passes (faster than a last-axis K).
-        fwd = np.where(src.T >= 0, src.T, h * w)
-        adj = _adjoint_index(
-            window_adjoint(src, h * w), lambda l, c, k: k * n_out + l, sentinel=kk * n_out, outer=1
-        )
-        return {
-            "fwd": fwd.reshape(-1),
-            "fwd_padded": bool((src < 0).any()),
-            "adj": adj["index"],
-            "adj_sum": adj["n_sum"],
-            "adj_padded": adj["padded"],
-            "out_hw": (out_h, out_w),
-            "kk": kk,
-        }
+    @property
+    def _tiles(self) -> bool:
+        """Whether windows tile the input: stride equal to kernel, no padding."""
+        return self.stride == self.kernel_size and self.padding == (0, 0)
 
-    def _windows(self, xp, x):
-        """``(windows (N C, K, L), indices, shape info)`` of a 4-D input."""
+    def _windows(self, xp, x, inplace):
+        """The ``K_h K_w`` window views ``(N, H_o, W_o, C)`` of a 4-D input, in row-major
+        offset order, and a function folding per-offset gradients back to ``dx``."""
         if x.ndim != 4:
             raise ConfigError(f"{type(self).__name__} expects N x C x H x W, got {tuple(x.shape)}")
         n, c, h, w = x.shape
-        idx = self._indices.get(xp, x, (h, w), lambda: self._build(h, w))
-        flat = xp.reshape(x, (n * c, h * w))
-        if idx["fwd_padded"]:
-            flat = _append_column(xp, flat, self._pad_value)
-        win = xp.reshape(xp.take(flat, idx["fwd"], axis=1), (n * c, idx["kk"], -1))
-        return win, idx
+        ph, pw = self.padding
+        out_h, out_w = output_size(h, w, self.kernel_size, self.stride, self.padding)
+        # Reducing over K strided views with element-wise maximum / add was measured
+        # ~2x faster on NumPy than a max over the two window axes of the reshaped
+        # (N, H_o, K_h, W_o, K_w, C) view; both are the same values.
+        xpad = pad_nhwc(xp, to_nhwc(xp, x), self.padding, self._pad_value, inplace)
+        pieces = window_slices(xpad, self.kernel_size, self.stride, (out_h, out_w))
+        padded_hw = (xpad.shape[1], xpad.shape[2])
 
-    @staticmethod
-    def _fold(xp, dwin, idx, x_shape):
-        """col2im for pooling: the adjoint gather of window gradients ``(N C, K, L)``."""
-        n, c, h, w = x_shape
-        flat = xp.reshape(dwin, (n * c, -1))
-        if idx["adj_padded"]:
-            flat = _append_column(xp, flat, 0.0)
-        dx = xp.take(flat, idx["adj"], axis=1)
-        if idx["adj_sum"] > 1:
-            dx = xp.sum(xp.reshape(dx, (n * c, idx["adj_sum"], h * w)), axis=1)
-        return xp.reshape(dx, x_shape)
+        def fold(dpieces):
+            if self._tiles:
+                return to_nchw(xp, _fold_tiles(xp, dpieces, self.kernel_size, (h, w), inplace))
+            dxpad = fold_slices(xp, dpieces, self.kernel_size, self.stride, padded_hw, inplace)
+            return to_nchw(xp, dxpad[:, ph : ph + h, pw : pw + w, :] if ph or pw else dxpad)
+
+        return pieces, fold
 
     def get_config(self):
         return {
@@ -95,6 +84,33 @@ class _Pool2D(Layer):
             "stride": list(self.stride),
             "padding": list(self.padding),
         }
+
+
+def _fold_tiles(xp, dpieces, kernel, hw, inplace):
+    """col2im of windows that tile the input (stride = kernel, no padding): every input
+    pixel gets at most one piece entry, so the pieces are placed, never added.
+
+    In place, each piece is assigned to its strided slice of a zero buffer. Otherwise
+    the pieces stack to the window layout ``(N, H_o, K_h, W_o, K_w, C)``, which
+    reshapes to ``(N, H_o K_h, W_o K_w, C)``, and zeros are appended for the rows and
+    columns past the last whole window (floor mode never reads them)."""
+    (kh, kw), (h, w) = kernel, hw
+    n, oh, ow, c = dpieces[0].shape
+    dev = device_of(dpieces[0])
+    if inplace:
+        dx = xp.zeros((n, h, w, c), dtype=dpieces[0].dtype, device=dev)
+        for k, piece in enumerate(dpieces):
+            u, v = divmod(k, kw)
+            dx[:, u : u + kh * (oh - 1) + 1 : kh, v : v + kw * (ow - 1) + 1 : kw, :] = piece
+        return dx
+    rows = [xp.stack(dpieces[u * kw : (u + 1) * kw], axis=3) for u in range(kh)]
+    dx = xp.reshape(xp.stack(rows, axis=2), (n, oh * kh, ow * kw, c))
+    if oh * kh < h:
+        pad = xp.zeros((n, h - oh * kh, ow * kw, c), dtype=dx.dtype, device=dev)
+        dx = xp.concat([dx, pad], axis=1)
+    if ow * kw < w:
+        dx = xp.concat([dx, xp.zeros((n, h, w - ow * kw, c), dtype=dx.dtype, device=dev)], axis=2)
+    return dx
 
 
 class MaxPool2D(_Pool2D):
@@ -122,31 +138,35 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        win, idx = self._windows(xp, x)
-        n, c = x.shape[0], x.shape[1]
-        out_h, out_w = idx["out_hw"]
-        y_flat = xp.max(win, axis=1)
-        y = xp.reshape(y_flat, (n, c, out_h, out_w))
-        x_shape = tuple(x.shape)
+        pieces, fold = self._windows(xp, x, ctx.inplace)
+        y = pieces[0]
+        for piece in pieces[1:]:
+            y = xp.maximum(y, piece)  # K - 1 element-wise passes over output-sized arrays
+
+        inplace = ctx.inplace
+        u = UPDATES[inplace]
 
         def backprop(dy):
-            # First-occurrence one-hot without argmax (slow over a middle axis in NumPy)
-            # and without mask assignment: walk the K window offsets, each claiming the
-            # gradient where it equals the window max and no earlier offset did. The
-            # per-offset pieces are concatenated straight into the (N C, K L) layout
-            # the col2im gather reads.
-            d = xp.reshape(dy, (n * c, out_h * out_w))
-            zero = xp.zeros((), dtype=d.dtype, device=device_of(d))
-            pieces, taken = [], None
-            for k in range(idx["kk"]):
-                hit = win[:, k, :] == y_flat
-                if taken is not None:
-                    hit = xp.logical_and(hit, xp.logical_not(taken))
-                taken = hit if taken is None else xp.logical_or(taken, hit)
-                pieces.append(xp.where(hit, d, zero))
-            return self._fold(xp, xp.concat(pieces, axis=1), idx, x_shape), {}
+            # First-occurrence routing without argmax (slow over a non-last axis) and
+            # without mask assignment: walk the offsets in row-major order; each takes
+            # the gradient still unclaimed where it equals the window max, and the rest
+            # keeps what is left, so a tie goes to the first maximal element, as in
+            # PyTorch. A product with the mask, not `where`: ~10x faster on NumPy, and
+            # the same values for a finite gradient (a non-finite one, whose loss is
+            # already NaN, may spread NaN within its window).
+            rest = to_nhwc(xp, dy)
+            dpieces = []
+            for k, piece in enumerate(pieces):
+                hit = piece == y
+                # NumPy, CuPy and torch multiply by a bool array directly; the
+                # standard defines no float-bool promotion.
+                g = rest * (hit if inplace else xp.astype(hit, rest.dtype))
+                dpieces.append(g)
+                if k + 1 < len(pieces):
+                    rest = rest - g if k == 0 else u.sub(rest, g)  # rest is ours after k = 0
+            return fold(dpieces), {}
 
-        return y, backprop
+        return to_nchw(xp, y), backprop
 
 
 class AvgPool2D(_Pool2D):
@@ -167,16 +187,16 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        win, idx = self._windows(xp, x)
-        n, c = x.shape[0], x.shape[1]
-        out_h, out_w = idx["out_hw"]
-        scale = 1.0 / idx["kk"]
-        y = xp.reshape(xp.sum(win, axis=1) * scale, (n, c, out_h, out_w))
-        x_shape = tuple(x.shape)
+        pieces, fold = self._windows(xp, x, ctx.inplace)
+        scale = 1.0 / len(pieces)
+        u = UPDATES[ctx.inplace]
+        y = pieces[0] + pieces[1] if len(pieces) > 1 else pieces[0] + 0.0  # a fresh array,
+        for piece in pieces[2:]:  # so the sum accumulates in place where allowed
+            y = u.add(y, piece)
+        y = u.mul(y, scale)
 
         def backprop(dy):
-            d = xp.reshape(dy * scale, (n * c, 1, out_h * out_w))
-            dwin = xp.broadcast_to(d, (n * c, idx["kk"], out_h * out_w))
-            return self._fold(xp, dwin, idx, x_shape), {}
+            d = to_nhwc(xp, dy) * scale
+            return fold([d] * len(pieces)), {}  # the same piece for every offset
 
-        return y, backprop
+        return to_nchw(xp, y), backprop

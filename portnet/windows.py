@@ -1,31 +1,34 @@
-r"""Sliding-window index maps (im2col / col2im) shared by convolution and pooling.
+r"""Sliding windows by shifted basic slices (im2col / col2im), shared by convolution and pooling.
 
-Convolution (:mod:`portnet.conv`) and pooling (:mod:`portnet.pooling`) work on
-channels-first images, written against the Array API only.
+Convolution (:mod:`portnet.conv`) and pooling (:mod:`portnet.pooling`) take and
+return channels-first ``N x C x H x W`` arrays, but work **channels-last** inside:
+:func:`to_nhwc` is a ``permute_dims``, a free view on NumPy, CuPy and torch, and
+each layer hands its ``N x H x W x C`` result back through :func:`to_nchw`, again a
+view. Element-wise layers in between (BatchNorm, ReLU) keep their input's memory
+layout, so on those libraries a whole conv stack runs channels-last without one
+transpose of an activation, and the matrix products read their operands as they lie.
 
-The standard has no ``as_strided``, no scatter and no guaranteed in-place update,
-so every sliding-window operation here is a **gather** (``take``) through index
-arrays computed once on the host with NumPy, followed by matrix products,
-reshapes and reductions:
+The standard has no ``as_strided`` and no scatter, but it has basic slicing with
+steps, and slices are views on every backend:
 
-- *im2col* (forward): ``cols = take(x_flat, fwd, axis=1)``; padding is one extra
-  constant column appended to ``x_flat`` (zeros, or :math:`-\infty` for max
-  pooling) that padded window positions index.
-- *col2im* (backward) is a scatter-add, which the standard lacks. It is done as
-  the gather of the *adjoint* map instead: an input pixel :math:`h` receives from
-  kernel offset :math:`k` exactly one window :math:`l = (h + p - k)/s` (when that
-  is an integer in range), so :math:`dx_h = \sum_k dcols_{l(h,k),k}` is a second
-  ``take`` (missing entries index an appended zero column) and a sum over the
-  :math:`K_h K_w` offsets. This costs one gather of :math:`K_h K_w` entries per
-  input value and no more FLOPs than the forward gather; it was measured faster
-  on NumPy than summing shifted zero-padded slices (one concat per offset) and
-  far cheaper in memory than a matrix product with a dense 0/1 matrix
-  (:math:`L K_h K_w \times HW` per channel). When windows do not overlap (pooling
-  with stride = kernel) the adjoint is a permutation and the sum disappears.
+- *im2col*: the window entry at kernel offset :math:`(u, v)` of every output
+  position is the slice ``xpad[:, u : u + s_h (H_o - 1) + 1 : s_h, v : ... : s_w, :]``
+  of the padded input, of shape ``(N, H_o, W_o, C)`` (:func:`window_slices`). A
+  convolution stacks its :math:`K_h K_w` slices on axis 3: ``(N, H_o, W_o, K, C)``
+  columns reshape for free to ``(N L, K C)`` rows for one matrix product; pooling
+  reduces over them.
+- *col2im* (the adjoint) adds each offset's ``(N, H_o, W_o, C)`` piece back into the
+  same slice of a zero array (:func:`fold_slices`). Where the library may update
+  arrays in place (``ctx.inplace``) that is ``buf[slice] += piece`` on a buffer the
+  layer allocated itself. Elsewhere (JAX, array-api-strict) each piece is dilated by
+  the stride (stacked with zeros, reshaped) and zero-padded into place with
+  ``concat``, and the placed pieces are summed: more memory traffic, same result,
+  and what a compiler such as XLA fuses.
 
-Index arrays depend only on the per-sample input shape and the layer's geometry,
-so each layer caches them per ``(namespace, device, shape)``: built and moved to
-the device once, never per step.
+Padding is a ``concat`` of constant borders, or a copy into a filled buffer in place.
+No index array exists any more; :func:`window_sources` and :func:`window_adjoint`,
+the host index maps of the earlier gather-based layers, remain as an independent
+reference that the tests check the slices against.
 """
 
 from __future__ import annotations
@@ -45,16 +48,132 @@ def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def output_size(
+    h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[int, int]:
+    """``(H_o, W_o)`` of sliding ``kernel`` windows over an ``h x w`` input (floor mode)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if out_h < 1 or out_w < 1 or h + 2 * ph < kh or w + 2 * pw < kw:
+        raise ConfigError(f"a {kh}x{kw} window with padding {padding} does not fit a {h}x{w} input")
+    return out_h, out_w
+
+
+def to_nhwc(xp: Any, x: Any) -> Any:
+    """``N x C x H x W`` to ``N x H x W x C`` (a view where the library has views)."""
+    return xp.permute_dims(x, (0, 2, 3, 1))
+
+
+def to_nchw(xp: Any, x: Any) -> Any:
+    """``N x H x W x C`` to ``N x C x H x W`` (a view where the library has views)."""
+    return xp.permute_dims(x, (0, 3, 1, 2))
+
+
+def pad_nhwc(xp: Any, x: Any, padding: tuple[int, int], value: float, inplace: bool) -> Any:
+    """``x`` (``N x H x W x C``) with ``padding`` rows and columns of ``value`` on each side."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    n, h, w, c = x.shape
+    dev = device_of(x)
+    if inplace:
+        # One filled buffer and one copy: NumPy's concat along inner axes of a 4-D
+        # array moves many small blocks and was measured ~10x slower.
+        out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=x.dtype, device=dev)
+        out[:, ph : ph + h, pw : pw + w, :] = x
+        return out
+    if ph:
+        rows = xp.full((n, ph, w, c), value, dtype=x.dtype, device=dev)
+        x = xp.concat([rows, x, rows], axis=1)
+    if pw:
+        cols = xp.full((n, h + 2 * ph, pw, c), value, dtype=x.dtype, device=dev)
+        x = xp.concat([cols, x, cols], axis=2)
+    return x
+
+
+def _span(start: int, count: int, step: int) -> slice:
+    """The basic slice of ``count`` entries from ``start`` every ``step``."""
+    return slice(start, start + step * (count - 1) + 1, step)
+
+
+def window_slices(
+    xpad: Any, kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> list[Any]:
+    """The ``K_h K_w`` views ``(N, H_o, W_o, C)`` of a padded ``N x H x W x C`` input,
+    one per kernel offset in row-major order: entry ``(n, i, j, c)`` of view
+    ``u K_w + v`` is ``xpad[n, s_h i + u, s_w j + v, c]``."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    return [xpad[:, _span(u, oh, sh), _span(v, ow, sw), :] for u in range(kh) for v in range(kw)]
+
+
+def fold_slices(
+    xp: Any,
+    pieces: list[Any],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padded_hw: tuple[int, int],
+    inplace: bool,
+) -> Any:
+    """col2im: the sum of the pieces ``(N, H_o, W_o, C)``, each added into the slice of
+    a zero ``(N, H_p, W_p, C)`` array that :func:`window_slices` read it from."""
+    (kh, kw), (sh, sw) = kernel, stride
+    n, oh, ow, c = pieces[0].shape
+    hp, wp = padded_hw
+    if inplace:
+        out = xp.zeros((n, hp, wp, c), dtype=pieces[0].dtype, device=device_of(pieces[0]))
+        for k, piece in enumerate(pieces):
+            u, v = divmod(k, kw)
+            out[:, _span(u, oh, sh), _span(v, ow, sw), :] += piece
+        return out
+    # Without in-place updates: sum the pieces of each kernel row placed along W, then
+    # place each row sum along H (kh + kh kw placements instead of kh kw full-size ones).
+    total = None
+    for u in range(kh):
+        row = None
+        for v in range(kw):
+            placed = _place(xp, pieces[u * kw + v], 2, v, sw, wp)
+            row = placed if row is None else row + placed
+        placed = _place(xp, row, 1, u, sh, hp)
+        total = placed if total is None else total + placed
+    return total
+
+
+def _place(xp: Any, a: Any, axis: int, start: int, step: int, length: int) -> Any:
+    """``a`` spread along ``axis`` to ``length`` entries: entry ``i`` moves to
+    ``start + step i`` and zeros fill the rest (dilation by ``step``, then padding)."""
+    shape = list(a.shape)
+    dev = device_of(a)
+    if step > 1:
+        # Interleave step - 1 zero slabs after each entry: stack on a new axis right
+        # after `axis`, then merge the two.
+        zero = xp.zeros(tuple(shape), dtype=a.dtype, device=dev)
+        a = xp.stack([a] + [zero] * (step - 1), axis=axis + 1)
+        shape[axis] *= step
+        a = xp.reshape(a, tuple(shape))
+        if start + shape[axis] > length:  # the dilation's trailing zeros past the end
+            keep = [slice(None)] * len(shape)
+            keep[axis] = slice(0, length - start)
+            a = a[tuple(keep)]
+            shape[axis] = length - start
+
+    def zeros(size):
+        return xp.zeros(tuple(shape[:axis] + [size] + shape[axis + 1 :]), dtype=a.dtype, device=dev)
+
+    after = length - start - shape[axis]
+    parts = ([zeros(start)] if start else []) + [a] + ([zeros(after)] if after else [])
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+
 def window_sources(
     h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
 ) -> tuple[np.ndarray, int, int]:
     """Host index map of sliding windows: ``src[l, k]`` is the flat input position
     (``row * w + col``) seen by output position ``l`` at kernel offset ``k``, or -1
-    where the window covers padding. Returns ``(src, out_h, out_w)``."""
+    where the window covers padding. Returns ``(src, out_h, out_w)``.
+
+    The layers no longer use it (they slice); it stays as a reference map."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if out_h < 1 or out_w < 1:
-        raise ConfigError(f"a {kh}x{kw} window with padding {padding} does not fit a {h}x{w} input")
+    out_h, out_w = output_size(h, w, kernel, stride, padding)
     rows = np.arange(out_h)[:, None, None, None] * sh + np.arange(kh)[None, None, :, None] - ph
     cols = np.arange(out_w)[None, :, None, None] * sw + np.arange(kw)[None, None, None, :] - pw
     rows, cols = np.broadcast_arrays(rows, cols)
@@ -71,57 +190,3 @@ def window_adjoint(src: np.ndarray, n_inputs: int) -> np.ndarray:
     ls, ks = np.nonzero(src >= 0)
     adj[src[ls, ks], ks] = ls
     return adj
-
-
-class _IndexCache:
-    """Device copies of host index arrays, keyed by namespace, device and shape."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple, dict[str, Any]] = {}
-
-    def get(self, xp, x, key: tuple, build) -> dict[str, Any]:
-        device = device_of(x)
-        full_key = (xp.__name__, str(device), key)
-        entry = self._cache.get(full_key)
-        if entry is None:
-            host = build()
-            # Every host array here is an index array: int64 on every backend.
-            entry = {
-                name: xp.asarray(v, dtype=xp.int64, device=device)
-                if isinstance(v, np.ndarray)
-                else v
-                for name, v in host.items()
-            }
-            # Under a tracing compiler (jax.jit) the arrays made here are the trace's
-            # values, which must not outlive it: those are rebuilt for each trace.
-            if not any("Tracer" in type(v).__name__ for v in entry.values()):
-                self._cache[full_key] = entry
-        return entry
-
-
-def _append_column(xp, x2d, value: float):
-    """``x2d`` with one constant column appended: the target of padded window entries."""
-    fill = xp.full((x2d.shape[0], 1), value, dtype=x2d.dtype, device=device_of(x2d))
-    return xp.concat([x2d, fill], axis=1)
-
-
-def _adjoint_index(adj: np.ndarray, offset_of, sentinel: int, outer: int) -> dict[str, Any]:
-    """Gather index for col2im over ``outer`` leading groups (channels for Conv2D).
-
-    ``offset_of(l, c, k)`` gives the flat position of window entry ``(l, c, k)`` in
-    the gradient being folded back. Returns ``{"index", "n_sum", "padded"}`` where
-    ``n_sum`` is the number of offsets to add (1 when windows do not overlap).
-    """
-    n_in, kk = adj.shape
-    counts = np.count_nonzero(adj >= 0, axis=1)
-    c = np.arange(outer)[None, :, None]
-    if counts.max(initial=0) <= 1:
-        # Non-overlapping windows: each input takes at most one entry, no sum needed.
-        k = np.argmax(adj >= 0, axis=1)
-        l = adj[np.arange(n_in), k]
-        idx = np.where(l >= 0, offset_of(l[None, None, :], c, k[None, None, :]), sentinel)
-        return {"index": idx.reshape(-1), "n_sum": 1, "padded": bool((counts == 0).any())}
-    l = adj.T[:, None, :]  # (kk, 1, n_in)
-    k = np.arange(kk)[:, None, None]
-    idx = np.where(l >= 0, offset_of(l, c, k), sentinel)  # (kk, outer, n_in)
-    return {"index": idx.reshape(-1), "n_sum": kk, "padded": bool((adj < 0).any())}

@@ -172,22 +172,21 @@ def test_pool_gradient_check(backend64, kind, case):
     assert errors["x"] < GRAD_TOL, errors
 
 
-# -- index arrays are built once per shape and device ----------------------------------
-def test_index_arrays_built_once_per_shape(numpy_backend, monkeypatch):
-    layer = Conv2D(2, 3, 3, padding=1)
-    calls = []
-    build = layer._build
-    monkeypatch.setattr(layer, "_build", lambda *a: calls.append(a) or build(*a))
-    params = {
-        k: numpy_backend.asarray(v, "float32")
-        for k, v in layer.init(np.random.default_rng(0)).items()
-    }
+# -- no per-shape state: slices need no index arrays -------------------------------------
+def test_layers_keep_no_per_shape_state(numpy_backend):
+    """The slice-based layers build nothing per input shape (the gather-based ones cached
+    index arrays per shape and device); a layer's attributes are its configuration."""
+    layers = [Conv2D(2, 3, 3, padding=1), MaxPool2D(2), AvgPool2D(3, 2, 1)]
     ctx = pn.Context(xp=numpy_backend.xp)
-    for n in (4, 4, 1):  # batch size does not matter
-        layer.forward(params, numpy_backend.asarray(np.ones((n, 2, 6, 6)), "float32"), ctx)
-    assert len(calls) == 1
-    layer.forward(params, numpy_backend.asarray(np.ones((1, 2, 5, 6)), "float32"), ctx)
-    assert len(calls) == 2
+    for layer in layers:
+        before = dict(vars(layer))
+        params = {
+            k: numpy_backend.asarray(v, "float32")
+            for k, v in layer.init(np.random.default_rng(0)).items()
+        }
+        for shape in ((4, 2, 6, 6), (1, 2, 5, 7)):
+            layer.forward(params, numpy_backend.asarray(np.ones(shape), "float32"), ctx)
+        assert vars(layer) == before
 
 
 def test_bad_shapes_and_configs():
