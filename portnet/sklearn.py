@@ -123,15 +123,14 @@ def _input_errors():
 def _quiet(verbose: int):
     """Keep a silent fit silent: ``Model.fit`` prints a divergence notice whatever its
     ``verbose``; here it becomes a ``ConvergenceWarning``, as scikit-learn reports such
-    things. The redirect is process-wide: another thread's stderr is re-emitted too."""
-    if verbose:
-        yield
-        return
+    things (the redirect is process-wide: another thread's stderr is re-emitted too).
+    NumPy's overflow warnings tell the same story, and no other backend gives them."""
     buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer):
+    redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(buffer)
+    with redirect, np.errstate(over="ignore", invalid="ignore"):
         yield
     if buffer.getvalue().strip():
-        warnings.warn(buffer.getvalue().strip(), ConvergenceWarning, stacklevel=4)
+        warnings.warn(buffer.getvalue().strip(), ConvergenceWarning, stacklevel=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,14 +272,14 @@ class _PortnetEstimator(BaseEstimator):
         n = len(targets)
         n_val = int(round(n * fraction))
         if not 0 < n_val < n:
-            raise InputError(f"validation_fraction={fraction} of {n} samples leaves a side empty.")
+            raise InputError(f"validation_fraction={fraction} of n_samples = {n} empties a side")
         stratify = None
         if is_classifier(self):  # where it can: each class twice, and room on both sides
             counts = np.bincount(targets)
             if counts.min() >= 2 and len(counts) <= n_val <= n - len(counts):
                 stratify = targets
         train, val = train_test_split(
-            range(n), test_size=n_val, random_state=seed, stratify=stratify
+            np.arange(n), test_size=n_val, random_state=seed, stratify=stratify
         )
         backend = self.model_.backend
 
