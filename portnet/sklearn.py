@@ -89,8 +89,7 @@ _PARAMETERS = """
         The trained network, with its whole API (``save``, ``evaluate`` ...).
     history_ : dict of list
         Per-epoch ``train_loss``, ``val_loss``, ``lr`` ... over every fit call.
-    n_iter_ : int
-        Epochs trained.
+    n_iter_ : int, the epochs trained
 """
 
 
@@ -339,11 +338,13 @@ class PortnetClassifier(ClassifierMixin, _PortnetEstimator):
         return len(self.classes_)
 
     def _encode(self, y: np.ndarray, first: bool, classes) -> np.ndarray:
-        """Labels as indices into ``classes_`` (set on the first call)."""
+        """Labels as indices into ``classes_``, which the first call sets and later ones keep."""
         with _input_errors():
             check_classification_targets(y)
-        if first:
-            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
+        named = np.unique(y if classes is None else np.asarray(classes))
+        if not first and classes is not None and not np.array_equal(named, self.classes_):
+            raise InputError(f"classes={named.tolist()} differs from the first call's classes_.")
+        self.classes_ = named if first else self.classes_
         unknown = ~np.isin(y, self.classes_)
         if unknown.any():
             raise InputError(

@@ -230,6 +230,8 @@ def test_predict_checks_fit_and_features_and_partial_fit_checks_classes():
     clf = PortnetClassifier(**FAST).partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(InputError, match=r"labels \[7\] not in classes_"):
         clf.partial_fit(X, np.full(len(X), 7))
+    with pytest.raises(InputError, match="differs from the first call's classes_"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
     with pytest.raises(InputError, match="X has 5 features, but PortnetClassifier is expecting 6"):
         clf.predict(X[:, :5])
 
