@@ -51,9 +51,10 @@ def check_compilable(backend: Any) -> None:
 class CompiledStep:
     """The jitted training and evaluation steps of one trainer on the jax backend.
 
-    Call it as the training step: ``(params, slots, t, key, X, y, idx, lr)`` to
+    Call it as the training step: ``(params, slots, t, key, X, y, w, idx, lr)`` to
     ``(params, slots, t, key, loss, correct)``, where ``idx`` picks the batch from
-    ``X`` and ``y`` on the device and ``key`` is the carried ``jax.random`` key.
+    ``X``, ``y`` and the sample weights ``w`` (or ``None``) on the device, and
+    ``key`` is the carried ``jax.random`` key.
     :meth:`evaluate_sums` is :meth:`Trainer.evaluate_sums` through the jitted
     evaluation step.
     """
@@ -64,15 +65,16 @@ class CompiledStep:
         self.jax = jax
         decay_mask, frozen = opt_state["decay_mask"], opt_state["frozen"]
 
-        def step(params, slots, t, key, X, y, idx, lr):
+        def step(params, slots, t, key, X, y, w, idx, lr):
             xp = backend.xp
             xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
+            wb = None if w is None else xp.take(w, idx, axis=0)
             key, step_key = jax.random.split(key)
             random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
             ctx = trainer.training_context(xp, random)
             opt = {"t": t, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
             state, (loss, correct) = trainer.train_step(
-                TrainState(params, opt), xb, yb, ctx=ctx, lr=lr
+                TrainState(params, opt), xb, yb, ctx=ctx, lr=lr, wb=wb
             )
             opt = state.opt_state
             return state.params, opt["slots"], opt["t"], key, loss, correct
@@ -88,12 +90,12 @@ class CompiledStep:
         self.evaluate_compile_seconds = 0.0
         self._evaluated_shapes: set[tuple[int, ...]] = set()
 
-    def __call__(self, params, slots, t, key, X, y, idx, lr):
+    def __call__(self, params, slots, t, key, X, y, w, idx, lr):
         with self._naming_the_layer():
             if self.compile_seconds is not None:
-                return self.step(params, slots, t, key, X, y, idx, lr)
+                return self.step(params, slots, t, key, X, y, w, idx, lr)
             start = time.perf_counter()
-            out = self.jax.block_until_ready(self.step(params, slots, t, key, X, y, idx, lr))
+            out = self.jax.block_until_ready(self.step(params, slots, t, key, X, y, w, idx, lr))
             self.compile_seconds = time.perf_counter() - start
             return out
 
@@ -166,6 +168,7 @@ def train_epoch_compiled(
     backend: Any,
     shuffle: bool = True,
     on_batch_end=None,
+    weights: Any = None,
 ) -> tuple[TrainState, Any, Any]:
     """:meth:`Trainer.train_epoch` with full batches through the jitted step."""
     jax, xp = backend.jax, backend.xp
@@ -182,7 +185,9 @@ def train_epoch_compiled(
     lr_device = xp.asarray(lr, dtype=X.dtype)
     for b in range(n_full):
         idx = order[b * batch_size : (b + 1) * batch_size]
-        params, slots, t, key, loss, correct = compiled(params, slots, t, key, X, y, idx, lr_device)
+        params, slots, t, key, loss, correct = compiled(
+            params, slots, t, key, X, y, weights, idx, lr_device
+        )
         loss_sum = loss_sum + loss * float(batch_size)
         correct_sum = correct_sum + correct
         if on_batch_end is not None:
@@ -196,7 +201,8 @@ def train_epoch_compiled(
         random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
         ctx = trainer.training_context(xp, random)
         xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
-        state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr)
+        wb = None if weights is None else xp.take(weights, idx, axis=0)
+        state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr, wb=wb)
         loss_sum = loss_sum + loss * float(idx.shape[0])
         correct_sum = correct_sum + correct
         if on_batch_end is not None:

@@ -150,9 +150,17 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------
     def loss_and_grads(
-        self, params: Tree, xb: Any, yb: Any, ctx: Context, grad_scale: float = 1.0
+        self,
+        params: Tree,
+        xb: Any,
+        yb: Any,
+        ctx: Context,
+        grad_scale: Any = 1.0,
+        wb: Any = None,
     ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
         """Forward, loss, backprop and penalty gradients for one batch.
+
+        ``wb``, optional, weighs the batch's samples (see :class:`~portnet.losses.Loss`).
 
         Returns
         -------
@@ -165,7 +173,7 @@ class Trainer:
             :meth:`~portnet.Layer.forward_with_state`).
         """
         outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
-        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale)
+        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, weights=wb)
         correct = self.loss.count_correct(ctx.xp, outputs, yb)
         _, grads = backprop(d_outputs)
         if self.regularizers:
@@ -173,11 +181,20 @@ class Trainer:
         return loss, correct, grads, state_updates
 
     def train_step(
-        self, state: TrainState, xb: Any, yb: Any, *, ctx: Context, lr: float | None = None
+        self,
+        state: TrainState,
+        xb: Any,
+        yb: Any,
+        *,
+        ctx: Context,
+        lr: Any = None,
+        wb: Any = None,
     ) -> tuple[TrainState, tuple[Any, Any]]:
         """One minibatch step: ``(state, (loss, correct))``; no host synchronisation.
 
-        ``lr`` defaults to the schedule's rate for ``state.epoch``.
+        ``lr`` defaults to the schedule's rate for ``state.epoch``; ``wb`` are the
+        batch's sample weights (none by default). The loss returned is the weighted
+        mean when they are given.
         """
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
         # Backprop is linear in d_outputs: scaling the small (batch x classes) output
@@ -186,7 +203,7 @@ class Trainer:
         # its own 1/N, so the scaling costs no extra kernel either.
         scale = self.optimizer.gradient_scale(lr)
         loss, correct, grads, updates = self.loss_and_grads(
-            state.params, xb, yb, ctx, 1.0 if scale is None else scale
+            state.params, xb, yb, ctx, 1.0 if scale is None else scale, wb
         )
         params, opt_state = self.optimizer.update(
             state.params, grads, state.opt_state, lr, prescaled=scale is not None
@@ -227,9 +244,11 @@ class Trainer:
         random: RandomStream | None,
         lr: float | None = None,
         on_batch_end: Callable[[int, int], None] | None = None,
+        weights: Any = None,
     ) -> tuple[TrainState, Any, Any]:
         """Train one epoch over ``X[order]`` in minibatches; sums stay on the device.
 
+        ``weights``, optional, are per-sample weights ``(N,)`` on the device.
         Returns the state (``epoch`` advanced by one), the summed (loss x batch
         size) and the summed correct count, as 0-d device arrays.
         """
@@ -245,7 +264,8 @@ class Trainer:
             idx = order[b * batch_size : min((b + 1) * batch_size, n)]
             xb = xp.take(X, idx, axis=0)
             yb = xp.take(y, idx, axis=0)
-            state, (loss, correct) = self.train_step(state, xb, yb, ctx=ctx, lr=lr)
+            wb = None if weights is None else xp.take(weights, idx, axis=0)
+            state, (loss, correct) = self.train_step(state, xb, yb, ctx=ctx, lr=lr, wb=wb)
             loss_sum = loss_sum + loss * float(idx.shape[0])
             correct_sum = correct_sum + correct
             if on_batch_end is not None:
@@ -262,6 +282,7 @@ class Trainer:
         backend: Any,
         shuffle: bool = True,
         on_batch_end: Callable[[int, int], None] | None = None,
+        weights: Any = None,
     ) -> tuple[TrainState, Any, Any]:
         """:meth:`run_epoch` with the epoch's own shuffling and dropout (:func:`epoch_seeds`).
 
@@ -277,6 +298,7 @@ class Trainer:
             order=order,
             random=RandomStream(backend, dropout_seed),
             on_batch_end=on_batch_end,
+            weights=weights,
         )
 
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:

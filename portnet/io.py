@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .config import spec_of
-from .errors import ModelFileError
+from .errors import ConfigError, ModelFileError
 
 FORMAT = "portnet-model"
 VERSION = 2
@@ -226,3 +226,33 @@ def restore_training_state(model, record: ModelRecord, path: str | os.PathLike) 
         epoch=int(saved["epoch"]),
         seed=int(saved["seed"]),
     )
+
+
+def load_model(model_class, path, backend=None, device=None, dtype=None):
+    """:meth:`portnet.Model.load`: a ``model_class`` instance from a saved model file."""
+    from .layers import Sequential
+    from .losses import loss_from_spec
+    from .optim import optimizer_from_spec
+    from .regularizers import regularizer_from_spec
+
+    record = read_model_file(path)
+    meta = record.meta
+    try:
+        optimizer = optimizer_from_spec(meta["optimizer"]) if "state" in meta else "adam"
+        regularizers = [regularizer_from_spec(r) for r in meta.get("regularizers", [])]
+        model = model_class(
+            Sequential(meta["network"]["layers"]),
+            loss=loss_from_spec(meta["loss"]),
+            optimizer=optimizer,
+            regularizers=regularizers,
+            backend=backend,
+            device=device,
+            dtype=dtype or meta["dtype"],
+            seed=meta.get("seed", 0),
+        )
+        model.set_weights(record.weights)
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: the file does not describe a valid model ({exc}).") from None
+    with model.backend.device_scope():
+        restore_training_state(model, record, path)
+    return model

@@ -27,12 +27,16 @@ def one_hot(xp, labels, n_classes: int, dtype):
 
 
 class Loss:
-    """Base class: a loss and everything that depends on its task.
+    r"""Base class: a loss and everything that depends on its task.
 
-    ``loss(outputs, targets, grad_scale=1.0) -> (value, d_outputs)``, where
-    ``d_outputs`` is the gradient of the mean loss times ``grad_scale``: the training
-    loop passes the learning rate there for optimizers that take pre-scaled
+    ``loss(outputs, targets, grad_scale=1.0, weights=None) -> (value, d_outputs)``,
+    where ``d_outputs`` is the gradient of the mean loss times ``grad_scale``: the
+    training loop passes the learning rate there for optimizers that take pre-scaled
     gradients, which the loss folds into its own :math:`1/N` at no extra cost.
+    A subclass writes its maths once, per sample (:meth:`per_sample`); the mean,
+    plain or weighted, is taken here. With sample weights :math:`w_n` the loss is
+    :math:`\sum_n w_n \ell_n / \sum_n w_n`, so a weight of 2 counts a sample twice
+    in its batch, exactly as if it were duplicated there.
 
     The loss also owns its task, so that no other module switches on its type:
     which last layer it fuses (:attr:`output_activation`), how targets are checked
@@ -45,8 +49,36 @@ class Loss:
     #: Activation layer (class name) fused into the loss; a model ending in it trains on logits.
     output_activation: str | None = None
 
-    def __call__(self, outputs: Any, targets: Any, grad_scale: float = 1.0) -> tuple[Any, Any]:
+    def __call__(
+        self, outputs: Any, targets: Any, grad_scale: Any = 1.0, weights: Any = None
+    ) -> tuple[Any, Any]:
+        """The batch's mean loss (0-d) and its gradient times ``grad_scale``.
+
+        ``weights``, optional, holds one non-negative weight per sample (shape ``(N,)``).
+        """
+        xp = _xp(outputs)
+        losses, d_losses = self.per_sample(xp, outputs, targets)
+        if weights is None:
+            n = outputs.shape[0]
+            return xp.sum(losses) / n, d_losses * (grad_scale / n)
+        total = xp.sum(weights)
+        column = xp.reshape(weights, (-1,) + (1,) * (outputs.ndim - 1))
+        return xp.sum(weights * losses) / total, d_losses * (column * (grad_scale / total))
+
+    def per_sample(self, xp: Any, outputs: Any, targets: Any) -> tuple[Any, Any]:
+        """Each sample's loss ``(N,)`` and its gradient with respect to ``outputs``."""
         raise NotImplementedError
+
+    def class_labels(self, xp: Any, targets: Any) -> tuple[Any, int | None]:
+        """Integer class labels ``(N,)`` of device targets, and the number of classes
+        (``None``: one per model output).
+
+        Used for class weights; a loss without classes raises :class:`InputError`.
+        """
+        raise InputError(
+            f"class weights need a classification loss (softmax or binary cross-entropy); "
+            f"this model's loss is {self.name or type(self).__name__}. Use sample_weight."
+        )
 
     def fuses(self, layer: Any) -> bool:
         """Whether ``layer`` (a model's last layer) is this loss's fused output activation."""
@@ -103,18 +135,19 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
     output_activation = "Softmax"
 
-    def __call__(self, logits, targets, grad_scale=1.0):
-        xp = _xp(logits)
-        n, k = logits.shape[0], logits.shape[-1]
+    def per_sample(self, xp, logits, targets):
         if targets.ndim == 1:
-            targets = one_hot(xp, targets, k, logits.dtype)
+            targets = one_hot(xp, targets, logits.shape[-1], logits.dtype)
         shifted = logits - xp.max(logits, axis=-1, keepdims=True)
         exp_shifted = xp.exp(shifted)  # computed once, for the loss and the gradient
         norm = xp.sum(exp_shifted, axis=-1, keepdims=True)
         # -sum t * log softmax = sum t * (log norm - shifted)
-        loss = xp.sum(targets * (xp.log(norm) - shifted)) / n
-        grad = (exp_shifted / norm - targets) * (grad_scale / n)
-        return loss, grad
+        losses = xp.sum(targets * (xp.log(norm) - shifted), axis=-1)
+        return losses, exp_shifted / norm - targets
+
+    def class_labels(self, xp, targets):
+        labels = xp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
+        return xp.astype(labels, xp.int64), None
 
     def check_host_targets(self, y, n_outputs, n_samples, name="y"):
         """Integer labels in ``[0, n_outputs)`` (as int64), or one-hot rows (as float64)."""
@@ -175,13 +208,14 @@ class SigmoidBinaryCrossEntropy(Loss):
     name = "sigmoid_binary_cross_entropy"
     output_activation = "Sigmoid"
 
-    def __call__(self, logits, targets, grad_scale=1.0):
-        xp = _xp(logits)
-        n = logits.shape[0]
+    def per_sample(self, xp, logits, targets):
         targets = xp.reshape(xp.astype(targets, logits.dtype), logits.shape)
-        loss = xp.sum(relu(xp, logits) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))) / n
-        grad = (stable_sigmoid(xp, logits) - targets) * (grad_scale / n)
-        return loss, grad
+        elementwise = relu(xp, logits) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))
+        losses = xp.reshape(elementwise, (logits.shape[0], -1))
+        return xp.sum(losses, axis=1), stable_sigmoid(xp, logits) - targets
+
+    def class_labels(self, xp, targets):
+        return xp.astype(xp.reshape(targets, (-1,)) > 0.5, xp.int64), 2
 
     def check_host_targets(self, y, n_outputs, n_samples, name="y"):
         """0/1 targets, as float64 columns."""
@@ -207,18 +241,22 @@ class SigmoidBinaryCrossEntropy(Loss):
 
 
 class MeanSquaredError(Loss):
-    r"""Mean over all elements of :math:`(y - t)^2`; gradient :math:`2(y - t)/\mathrm{size}`."""
+    r"""Mean over all elements of :math:`(y - t)^2`; gradient :math:`2(y - t)/\mathrm{size}`.
+
+    Per sample, the mean over its :math:`D` output elements, so that the mean over
+    samples is the mean over all elements.
+    """
 
     name = "mse"
 
-    def __call__(self, outputs, targets, grad_scale=1.0):
-        xp = _xp(outputs)
+    def per_sample(self, xp, outputs, targets):
         targets = xp.reshape(xp.astype(targets, outputs.dtype), outputs.shape)
         diff = outputs - targets
-        size = 1
-        for dim in outputs.shape:
-            size *= dim
-        return xp.sum(diff * diff) / size, diff * (2.0 * grad_scale / size)
+        per_row = 1
+        for dim in outputs.shape[1:]:
+            per_row *= dim
+        squares = xp.reshape(diff * diff, (outputs.shape[0], -1))
+        return xp.sum(squares, axis=1) / per_row, diff * (2.0 / per_row)
 
 
 def _xp(array):

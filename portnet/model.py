@@ -15,14 +15,20 @@ from .callbacks import Callback, History, ProgressLogger
 from .checkpoint import restore_checkpoint
 from .config import check_number
 from .core import Trainer, TrainState
-from .errors import ConfigError, InputError, ModelFileError
-from .io import read_model_file, restore_training_state, save_model
+from .errors import ConfigError, InputError
+from .io import load_model, save_model
 from .layers import Layer, Sequential
-from .losses import Loss, get_loss, loss_from_spec
-from .optim import Optimizer, get_optimizer, optimizer_from_spec
-from .regularizers import Regularizer, get_regularizers, regularizer_from_spec
+from .losses import Loss, get_loss
+from .optim import Optimizer, get_optimizer
+from .regularizers import Regularizer, get_regularizers
+from .sample_weights import prepare_sample_weights
 from .train import fit_loop
-from .validation import check_weight_structure, prepare_features, prepare_targets
+from .validation import (
+    check_weight_structure,
+    prepare_features,
+    prepare_targets,
+    split_validation,
+)
 
 
 class Model:
@@ -212,6 +218,8 @@ class Model:
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         compile: bool = False,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | str | None = None,
     ) -> History:
         """Train with minibatch gradient descent.
 
@@ -249,6 +257,13 @@ class Model:
         compile : bool
             Compile the training step with ``jax.jit`` (jax backend only; elsewhere a
             :class:`ConfigError`). See :mod:`portnet.compiled`.
+        sample_weight : array_like, optional
+            A non-negative weight per sample of ``X``: each batch's loss is
+            sum(w * loss) / sum(w), so weight 2 counts a sample twice.
+        class_weight : dict or "balanced", optional
+            ``{class: weight}`` or ``"balanced"`` (every class the same total
+            weight); multiplies ``sample_weight``. See :mod:`portnet.sample_weights`.
+            Validation losses stay unweighted.
 
         Returns
         -------
@@ -266,26 +281,20 @@ class Model:
         if patience is not None:
             patience = check_number("patience", patience, low=1, integer=True)
         X_dev, y_dev = self.prepare_data(X, y)
+        w_dev = prepare_sample_weights(
+            self.backend, self.dtype, self.loss, y_dev, self.n_out, sample_weight, class_weight
+        )
         if validation_data is not None and validation_split is not None:
             raise InputError("give validation_data or validation_split, not both")
         validation = None
         if validation_data is not None:
             validation = self.prepare_data(*validation_data, name="X_val")
         elif validation_split is not None:
-            validation_split = check_number(
-                "validation_split",
-                validation_split,
-                low=0.0,
-                high=1.0,
-                low_open=True,
-                high_open=True,
+            fraction = check_number(
+                "validation_split", validation_split, low=0, high=1, low_open=True, high_open=True
             )
-            n_val = int(round(X_dev.shape[0] * validation_split))
-            if not 0 < n_val < X_dev.shape[0]:
-                raise InputError(f"validation_split {validation_split} leaves no data on one side")
-            cut = X_dev.shape[0] - n_val
-            validation = (X_dev[cut:, ...], y_dev[cut:, ...])
-            X_dev, y_dev = X_dev[:cut, ...], y_dev[:cut, ...]
+            (X_dev, y_dev, w_dev), held_out = split_validation([X_dev, y_dev, w_dev], fraction)
+            validation = tuple(held_out[:2])
         if seed is not None:
             self.state = self.state.replace(seed=check_number("seed", seed, low=0, integer=True))
         progress = None
@@ -308,6 +317,7 @@ class Model:
             checkpoint=checkpoint,
             progress=progress,
             compile=compile,
+            weights=w_dev,
         )
 
     # -- inference --------------------------------------------------------------
@@ -360,29 +370,7 @@ class Model:
         ``dtype`` defaults to the saved one. Files of format version 1 (weights
         only) load with a fresh default optimizer.
         """
-        record = read_model_file(path)
-        meta = record.meta
-        try:
-            optimizer = optimizer_from_spec(meta["optimizer"]) if "state" in meta else "adam"
-            regularizers = [regularizer_from_spec(r) for r in meta.get("regularizers", [])]
-            model = cls(
-                Sequential(meta["network"]["layers"]),
-                loss=loss_from_spec(meta["loss"]),
-                optimizer=optimizer,
-                regularizers=regularizers,
-                backend=backend,
-                device=device,
-                dtype=dtype or meta["dtype"],
-                seed=meta.get("seed", 0),
-            )
-            model.set_weights(record.weights)
-        except (ConfigError, KeyError, TypeError) as exc:
-            raise ModelFileError(
-                f"{path}: the file does not describe a valid model ({exc})."
-            ) from None
-        with model.backend.device_scope():
-            restore_training_state(model, record, path)
-        return model
+        return load_model(cls, path, backend, device, dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -42,12 +42,14 @@ def fit_loop(
     checkpoint: str | os.PathLike | None = None,
     progress: FitProgress | None = None,
     compile: bool = False,
+    weights=None,
 ) -> History:
     """Run the epochs of :meth:`Model.fit` on data already validated and on the device.
 
     ``model`` is used through its public attributes only: ``backend``,
     ``trainer``, ``state`` (read and replaced) and ``stop_training``. With
     ``progress`` (from a checkpoint) the call continues where that one stopped.
+    ``weights`` are the training samples' weights on the device (or ``None``).
     """
     backend, trainer = model.backend, model.trainer
     xp = backend.xp
@@ -90,6 +92,7 @@ def fit_loop(
             backend=backend,
             shuffle=shuffle,
             on_batch_end=_batch_hook(callbacks, model),
+            weights=weights,
         )
         sums = [loss_sum, correct_sum]
         if validation is not None:

@@ -117,3 +117,21 @@ def check_weight_structure(current: list[dict[str, Any]], weights: list[dict[str
                     f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
                     f"got {np.shape(value)}"
                 )
+
+
+def split_validation(arrays: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
+    """Hold out the last ``fraction`` of the rows of each array (``None`` stays ``None``).
+
+    Returns the training parts and the held-out parts, as Keras's
+    ``validation_split`` does (no shuffling: shuffle the data first if it is ordered).
+    """
+    n = arrays[0].shape[0]
+    n_val = int(round(n * fraction))
+    if not 0 < n_val < n:
+        raise InputError(f"validation_split {fraction} leaves no data on one side")
+    cut = n - n_val
+
+    def part(a, rows):
+        return None if a is None else a[rows, ...]
+
+    return [part(a, slice(0, cut)) for a in arrays], [part(a, slice(cut, n)) for a in arrays]
