@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model    {summary}, {model.optimizer!r}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs"
     )
+    print(model.summary(config["batch_size"]))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     history = model.fit(

@@ -348,6 +348,19 @@ class Model:
         n = X_dev.shape[0]
         return {"loss": float(values[0]) / n, "accuracy": float(values[1]) / n}
 
+    @on_backend_device
+    def summary(self, batch_size: int = 128, input_shape: tuple[int, ...] | None = None):
+        """Layers, output shapes, parameter counts, and the memory of parameters and of
+        activations at ``batch_size``; ``print(model.summary())`` shows the table.
+
+        ``input_shape`` (per sample) is needed only when the first layer does not
+        say its input width. See :mod:`portnet.summary`.
+        """
+        from .summary import summarize
+
+        batch_size = check_number("batch_size", batch_size, low=1, integer=True)
+        return summarize(self, batch_size, input_shape)
+
     # -- persistence ----------------------------------------------------------
     @on_backend_device
     def save(self, path: str | os.PathLike) -> None:

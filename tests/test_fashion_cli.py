@@ -169,6 +169,9 @@ def test_run_writes_every_output(sample_run):
     assert np.asarray(metrics["confusion_matrix"]).sum() == 500
     assert "backend numpy" in stdout and "embedded sample" in stdout
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in stdout
+    # The model's summary: 784-64-10, its parameters, activations at batch 64.
+    assert "parameters: 50,890 (50,890 trainable)" in stdout
+    assert "(64, 64)" in stdout and "activations at batch 64" in stdout
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
@@ -307,6 +310,7 @@ def test_cnn_model_trains_saves_and_reloads(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "CNN" in result.stdout
+    assert "Conv2D" in result.stdout and "(128, 32, 28, 28)" in result.stdout  # the summary
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "cnn"
     assert [spec["class"] for spec in config["layers"]].count("Conv2D") == 2
