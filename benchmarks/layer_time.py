@@ -13,6 +13,7 @@ Speed is measured here, never asserted in a test.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 import portnet as pn
 from experiments.common import Number, check_output_file, run_cli
 
+from .machine import cpu_model
 from .workloads import WORKLOADS
 
 
@@ -110,6 +112,10 @@ def time_layers(
     ]
 
 
+def _load_average() -> str:
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+
+
 def _describe(layer: pn.Layer) -> str:
     config = layer.get_config()
     inner = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("init", "bias", "std"))
@@ -142,13 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     backend = pn.get_backend(args.backend, args.device)
     restore_threads = pn.limit_threads(args.threads)
     workload = WORKLOADS[args.workload]
+    load_before = _load_average()
     rows = time_layers(workload.portnet_layers(), backend, args.batch_size, args.steps)
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
     title = (
         f"{workload.label}: {backend.name} on {backend.device_name}, batch {args.batch_size}, "
         f"median of {args.steps} steps, {threads}"
     )
-    table = markdown_table(rows, title)
+    # The CPU and how busy it was: a shared machine's timings mean little without them.
+    table = markdown_table(rows, title) + (
+        f"CPU: {cpu_model()}; load average (1 min) {load_before} before, {_load_average()} after.\n"
+    )
     print(table)
     if args.out:
         from portnet.io import atomic_write_bytes

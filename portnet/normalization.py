@@ -63,10 +63,11 @@ class BatchNorm(Layer):
     passes: forward 4 (:math:`x_c`, :math:`x_c^2`, :math:`a x_c`, :math:`+\beta`) and
     backprop 5, plus 3 reading sums.
 
-    Images are handled as an ``(N H W, C)`` matrix: a free view of the channels-last
+    Images are handled as an ``(N, H W C)`` matrix: a free view of the channels-last
     memory that :class:`~portnet.conv.Conv2D` produces (see :mod:`portnet.windows`),
     a copy otherwise. Its per-channel sums are one matrix-vector product with a row
-    of ones, measured ~8x faster on NumPy/OpenBLAS than ``sum`` over the batch axes.
+    of ones (measured ~8x faster on NumPy/OpenBLAS than ``sum`` over the batch
+    axes), and per-channel factors are tiled along the row.
     """
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
@@ -104,20 +105,26 @@ class BatchNorm(Layer):
             )
         f = self.n_features
         x_shape = tuple(x.shape)
-        rows = _as_rows(xp, x)  # (m, F)
-        m = rows.shape[0]
-        # Column sums as (1, m) @ (m, F).
-        ones = xp.ones((1, m), dtype=rows.dtype, device=device_of(rows))
+        rows = _as_rows(xp, x)  # (N, P F): P = H W pixels per sample, channels-last
+        reps = rows.shape[1] // f
+        m = rows.shape[0] * reps
+        ones = xp.ones((1, rows.shape[0]), dtype=rows.dtype, device=device_of(rows))
 
         def colsum(a):
-            return xp.reshape(xp.matmul(ones, a), (f,))
+            """Per-channel sums: one matrix-vector product, then a sum over P."""
+            return xp.sum(xp.reshape(xp.matmul(ones, a), (reps, f)), axis=0)
+
+        def tile(v):
+            """A per-channel vector repeated along a row (P F entries), so element-wise
+            passes run over long rows rather than F-long inner loops (~2x on NumPy)."""
+            return v if reps == 1 else xp.reshape(xp.broadcast_to(v, (reps, f)), (reps * f,))
 
         u = UPDATES[ctx.inplace]
         gamma = params["gamma"]
         new_state = {}
         if ctx.training:
             mean = colsum(rows) * (1.0 / m)
-            centered = rows - mean
+            centered = rows - tile(mean)
             # Two passes (mean, then centred squares): exact where E[x^2] - mean^2
             # would cancel in float32.
             var = colsum(centered * centered) * (1.0 / m)
@@ -128,12 +135,13 @@ class BatchNorm(Layer):
             }
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             scale = gamma * inv_std
-            y = u.add(centered * scale, params["beta"])
+            y = u.add(centered * tile(scale), tile(params["beta"]))
         else:
             inv_std = 1.0 / xp.sqrt(params["running_var"] + self.eps)
             scale = gamma * inv_std
             # Statistics are constants: y = x a + (beta - mean a), two passes.
-            y = u.add(rows * scale, params["beta"] - params["running_mean"] * scale)
+            shift = params["beta"] - params["running_mean"] * scale
+            y = u.add(rows * tile(scale), tile(shift))
         training = ctx.training
 
         def backprop(dy):
@@ -141,13 +149,14 @@ class BatchNorm(Layer):
             dbeta = colsum(d)
             grads = {"beta": dbeta}
             if not training:
-                grads["gamma"] = colsum(d * (rows - params["running_mean"])) * inv_std
-                return _from_rows(xp, d * scale, x_shape), grads
+                x_hat_sum = colsum(d * (rows - tile(params["running_mean"])))
+                grads["gamma"] = x_hat_sum * inv_std
+                return _from_rows(xp, d * tile(scale), x_shape), grads
             dgamma = colsum(d * centered) * inv_std
             grads["gamma"] = dgamma
-            dx = d * scale
-            dx = u.sub(dx, centered * (scale * inv_std * dgamma * (1.0 / m)))
-            dx = u.sub(dx, scale * dbeta * (1.0 / m))
+            dx = d * tile(scale)
+            dx = u.sub(dx, centered * tile(scale * inv_std * dgamma * (1.0 / m)))
+            dx = u.sub(dx, tile(scale * dbeta * (1.0 / m)))
             return _from_rows(xp, dx, x_shape), grads
 
         return _from_rows(xp, y, x_shape), backprop, new_state
@@ -157,12 +166,12 @@ class BatchNorm(Layer):
 
 
 def _as_rows(xp, x):
-    """``N x F`` as is; ``N x C x H x W`` as the ``(N H W, C)`` matrix of its
+    """``N x F`` as is; ``N x C x H x W`` as the ``(N, H W C)`` matrix of its
     channels-last view (free when the memory is channels-last)."""
     if x.ndim == 2:
         return x
     n, c, h, w = x.shape
-    return xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n * h * w, c))
+    return xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n, h * w * c))
 
 
 def _from_rows(xp, rows, shape):

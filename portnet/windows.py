@@ -33,6 +33,7 @@ reference that the tests check the slices against.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -108,34 +109,38 @@ def window_slices(
 
 def fold_slices(
     xp: Any,
-    pieces: list[Any],
+    pieces: Iterable[Any],
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padded_hw: tuple[int, int],
     inplace: bool,
 ) -> Any:
-    """col2im: the sum of the pieces ``(N, H_o, W_o, C)``, each added into the slice of
-    a zero ``(N, H_p, W_p, C)`` array that :func:`window_slices` read it from."""
+    """col2im: the sum of the pieces ``(N, H_o, W_o, C)``, one per kernel offset in
+    row-major order, each added into the slice of a zero ``(N, H_p, W_p, C)`` array
+    that :func:`window_slices` read it from. ``pieces`` may be a generator: each piece
+    is used once, in order, so only one need exist at a time."""
     (kh, kw), (sh, sw) = kernel, stride
-    n, oh, ow, c = pieces[0].shape
     hp, wp = padded_hw
+    pieces = iter(pieces)
+    out = None
     if inplace:
-        out = xp.zeros((n, hp, wp, c), dtype=pieces[0].dtype, device=device_of(pieces[0]))
         for k, piece in enumerate(pieces):
+            if out is None:
+                n, oh, ow, c = piece.shape
+                out = xp.zeros((n, hp, wp, c), dtype=piece.dtype, device=device_of(piece))
             u, v = divmod(k, kw)
             out[:, _span(u, oh, sh), _span(v, ow, sw), :] += piece
         return out
     # Without in-place updates: sum the pieces of each kernel row placed along W, then
     # place each row sum along H (kh + kh kw placements instead of kh kw full-size ones).
-    total = None
     for u in range(kh):
         row = None
         for v in range(kw):
-            placed = _place(xp, pieces[u * kw + v], 2, v, sw, wp)
+            placed = _place(xp, next(pieces), 2, v, sw, wp)
             row = placed if row is None else row + placed
         placed = _place(xp, row, 1, u, sh, hp)
-        total = placed if total is None else total + placed
-    return total
+        out = placed if out is None else out + placed
+    return out
 
 
 def _place(xp: Any, a: Any, axis: int, start: int, step: int, length: int) -> Any:
