@@ -36,7 +36,7 @@ from experiments.fashion_config import (
     make_optimizer,
     resolve_config,
 )
-from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments
+from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments, run_lr_find
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of training: load RUN_DIR/model.npz onto --backend/--device "
         "and report its test accuracy",
     )
+    g.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="instead of training: run a learning-rate range test with this model and "
+        "optimizer (100 steps, rates 1e-6 to 1), write lr_find.png and lr_find.json to "
+        "--out, and print the suggested --lr",
+    )
     return p
 
 
@@ -288,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{config['epochs']} epochs"
     )
     print(model.summary(config["batch_size"]))
+    if args.lr_find:
+        run_lr_find(model, train, config, out)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     history = model.fit(

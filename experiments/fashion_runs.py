@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import portnet as pn
-from experiments.common import fail
+from experiments.common import fail, write_json
 
 #: Written after every epoch and deleted when the run completes.
 CHECKPOINT = "checkpoint.npz"
@@ -91,3 +91,24 @@ def resume_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     resumed = parser.parse_args(argv)
     resumed.resume = str(run_dir)
     return resumed
+
+
+def run_lr_find(model: pn.Model, train: tuple, config: dict, out: Path) -> None:
+    """``--lr-find``: the learning-rate range test on the training data, instead of training.
+
+    Writes ``lr_find.png`` and ``lr_find.json`` to ``out`` and prints the suggestion.
+    """
+    print(f"lr-find  100 steps of batch {config['batch_size']}, rates 1e-6 to 1 ...")
+    result = pn.lr_find(model, *train, batch_size=config["batch_size"], seed=config["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "lr_find.json", result.to_dict())
+    figure = ""
+    if config["plots"]:
+        name = type(model.optimizer).__name__
+        result.plot(out / "lr_find.png", title=f"learning-rate range test ({name})")
+        figure = f", plot {out / 'lr_find.png'}"
+    print(
+        f"suggested learning rate {result.suggested_lr:.3g} (steepest fall of the loss; "
+        f"lowest loss at {result.min_loss_lr:.3g}){figure}. Train with --lr "
+        f"{result.suggested_lr:.3g}, or a rate between the two."
+    )

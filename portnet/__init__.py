@@ -26,6 +26,7 @@ from .errors import (
 from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
 from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
 from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
+from .lr_range import LRFinderResult, lr_find
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
 from .model import Model
 from .model_selection import CVResult, cross_validate
@@ -50,6 +51,7 @@ __all__ = [
     "cross_validate",
     "L1",
     "L2",
+    "LRFinderResult",
     "SGD",
     "Adam",
     "Backend",
@@ -98,6 +100,7 @@ __all__ = [
     "errors",
     "format_gradient_table",
     "get_activation",
+    "lr_find",
     "get_backend",
     "get_loss",
     "get_optimizer",

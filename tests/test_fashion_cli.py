@@ -347,3 +347,16 @@ def test_main_job_runs_on_cupys_own_path(tmp_path, capsys, model_args):
     assert "backend cupy  device cuda:0" in capsys.readouterr().out
     for key in ("test_accuracy", "test_loss"):
         assert metrics["cupy"][key] == pytest.approx(metrics["numpy"][key], rel=1e-5), key
+
+
+def test_lr_find_writes_its_curve_and_suggests_a_rate_instead_of_training(tmp_path):
+    out = tmp_path / "lr"
+    result = run(["--dataset", "fashion_mnist_sample", "--lr-find", "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "lr_find.json").read_text())
+    suggested = record["suggested_lr"]
+    assert 1e-6 <= suggested <= record["min_loss_lr"] <= 1.0
+    assert f"suggested learning rate {suggested:.3g}" in result.stdout
+    assert f"--lr {suggested:.3g}" in result.stdout
+    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "model.npz").exists() and not (out / "history.json").exists()
