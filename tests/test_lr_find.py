@@ -1,4 +1,4 @@
-"""portnet.lr_find: an exponential ramp of rates, a loss curve, a suggestion; the model untouched."""
+"""portnet.lr_find: a ramp of rates, a loss curve, a suggestion; the model left untouched."""
 
 from __future__ import annotations
 
