@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=out / CHECKPOINT,
         resume=resuming,
         compile=config["compile"],
+        verbose=1,
     )
     test_result = model.evaluate(*test)
     predictions = model.predict(test[0])

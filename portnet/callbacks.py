@@ -69,30 +69,49 @@ class Callback:
 
 
 class ProgressLogger(Callback):
-    """Prints one line per epoch; in a terminal, also a progress bar during the epoch."""
+    """One line per epoch; in a terminal, also a tqdm progress bar during the epoch.
 
-    def __init__(self, epochs: int, stream=None, bar: bool | None = None, width: int = 30):
-        self.epochs, self.stream, self.width = epochs, stream or sys.stdout, width
-        self.bar = self.stream.isatty() if bar is None else bar
-        self._last_drawn = -1
+    ``Model.fit(verbose=1)`` adds one. Where the output is not a terminal (a log
+    file, CI, a pipe) there is no bar, only the plain lines, so logs stay readable.
+
+    Parameters
+    ----------
+    epochs : int
+        The epoch count shown as ``epoch k/epochs``.
+    stream : file, optional
+        Where to write (default ``sys.stdout``).
+    bar : bool, optional
+        Force the bar on or off; by default, on when ``stream`` is a terminal.
+    mininterval : float
+        Seconds between redraws of the bar (tqdm's ``mininterval``).
+    """
+
+    def __init__(self, epochs: int, stream=None, bar: bool | None = None, mininterval: float = 0.1):
+        self.epochs, self.stream, self.mininterval = epochs, stream or sys.stdout, mininterval
+        self.bar = _isatty(self.stream) if bar is None else bar
+        self._tqdm = None
 
     def on_epoch_begin(self, model, epoch):
-        self._last_drawn = -1
+        self._close_bar()
 
     def on_batch_end(self, model, batch, n_batches):
         if not self.bar:
             return
-        filled = (batch + 1) * self.width // n_batches
-        if filled != self._last_drawn:
-            self._last_drawn = filled
-            self.stream.write(
-                f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {batch + 1}/{n_batches}"
+        if self._tqdm is None:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(
+                total=n_batches,
+                file=self.stream,
+                leave=False,
+                unit="batch",
+                dynamic_ncols=True,
+                mininterval=self.mininterval,
             )
-            self.stream.flush()
+        self._tqdm.update(batch + 1 - self._tqdm.n)
 
     def on_epoch_end(self, model, epoch, logs):
-        if self.bar:
-            self.stream.write("\r" + " " * (self.width + 30) + "\r")
+        self._close_bar()
         parts = [
             f"epoch {epoch + 1:>3}/{self.epochs}",
             f"loss {logs['train_loss']:.4f}",
@@ -103,3 +122,18 @@ class ProgressLogger(Callback):
         parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.2f}s"]
         self.stream.write("  ".join(parts) + "\n")
         self.stream.flush()
+
+    def on_train_end(self, model, history):
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()  # leave=False: the bar's line is cleared for the epoch line
+            self._tqdm = None
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False

@@ -31,3 +31,7 @@ class ModelFileError(PortnetError, ValueError):
 class ConfigError(PortnetError, ValueError):
     """A constructor argument or a configuration value is invalid (wrong type, NaN,
     out of range, unknown name). Subclasses ``ValueError`` for code that caught that."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training stopped because the loss became NaN or infinite; the best weights are kept."""

@@ -212,7 +212,7 @@ class Model:
         patience: int | None = None,
         restore_best: bool = True,
         callbacks: Sequence[Callback] = (),
-        verbose: int = 1,
+        verbose: int = 0,
         shuffle: bool = True,
         seed: int | None = None,
         checkpoint: str | os.PathLike | None = None,
@@ -242,7 +242,8 @@ class Model:
             (default), or keep the last epoch's (``False``, as Keras's default).
         callbacks : list of Callback
         verbose : int
-            0 silent, 1 one line per epoch (and a progress bar in a terminal).
+            0 (default) silent; 1 one line per epoch, and a tqdm progress bar in a
+            terminal. A divergence is a :class:`~portnet.errors.DivergenceWarning`.
         shuffle : bool
         seed : int, optional
             Replaces ``state.seed`` (by default the model's ``seed``), which with the

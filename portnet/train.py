@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from .callbacks import HISTORY_KEYS, Callback, History, ProgressLogger
 from .checkpoint import FitProgress, save_checkpoint
 from .core import Trainer, TrainState, copy_tree
+from .errors import DivergenceWarning
 from .io import remove_stale_temporaries
 
 __all__ = ["Callback", "FitProgress", "History", "ProgressLogger", "Trainer", "fit_loop"]
@@ -114,11 +115,12 @@ def fit_loop(
             history.history[key].append(float(logs[key]))
         if not (math.isfinite(logs["train_loss"]) and math.isfinite(logs[monitor])):
             history.stop_reason = "non_finite_loss"
-            print(
-                f"portnet: the loss became {logs['train_loss']} at epoch {epoch + 1}: training "
+            warnings.warn(
+                f"the loss became {logs['train_loss']} at epoch {epoch + 1}: training "
                 f"diverged (learning rate {lr:g} too high?). Stopped; keeping the weights of "
                 f"epoch {progress.best_epoch} (the best seen; 0 means the initial weights).",
-                file=sys.stderr,
+                DivergenceWarning,
+                stacklevel=3,
             )
             restored = True
             break
