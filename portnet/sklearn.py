@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import numbers
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ import numpy as np
 try:
     import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
@@ -79,7 +76,7 @@ _PARAMETERS = """
     random_state : int, RandomState or None, default=None
         Seeds the initial weights, the shuffling, dropout and the validation split.
     verbose : int, default=0
-        0: silent (a divergence becomes a ``ConvergenceWarning``); 1: a line per epoch.
+        0: silent (a divergence is a ``portnet.DivergenceWarning``); 1: a line per epoch.
 
     Attributes
     ----------
@@ -116,20 +113,6 @@ def _input_errors():
         yield
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-
-
-@contextlib.contextmanager
-def _quiet(verbose: int):
-    """Keep a silent fit silent: ``Model.fit`` prints a divergence notice whatever its
-    ``verbose``; here it becomes a ``ConvergenceWarning``, as scikit-learn reports such
-    things (the redirect is process-wide: another thread's stderr is re-emitted too).
-    NumPy's overflow warnings tell the same story, and no other backend gives them."""
-    buffer = io.StringIO()
-    redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(buffer)
-    with redirect, np.errstate(over="ignore", invalid="ignore"):
-        yield
-    if buffer.getvalue().strip():
-        warnings.warn(buffer.getvalue().strip(), ConvergenceWarning, stacklevel=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +207,9 @@ class _PortnetEstimator(BaseEstimator):
         if patience is not None and self.validation_fraction:
             X, y, validation = self._hold_out(X, y, targets, seed)
         options = {"batch_size": self.batch_size, "verbose": 1 if self.verbose else 0}
-        with _quiet(self.verbose):
+        # A diverging fit is reported by portnet's DivergenceWarning; NumPy's overflow
+        # warnings would only repeat it (no other backend gives them).
+        with np.errstate(over="ignore", invalid="ignore"):
             history = self.model_.fit(
                 X, y, epochs=epochs, validation_data=validation, patience=patience, **options
             )

@@ -13,11 +13,17 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 
 from conftest import assert_on_backend, synthetic_classification  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import portnet as pn  # noqa: E402
-from portnet.errors import BackendError, ConfigError, DeviceMismatchError, InputError  # noqa: E402
+from portnet.errors import (  # noqa: E402
+    BackendError,
+    ConfigError,
+    DeviceMismatchError,
+    DivergenceWarning,
+    InputError,
+)
 from portnet.sklearn import PortnetClassifier, PortnetRegressor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,7 +268,7 @@ def test_silent_by_default_and_a_divergence_is_a_warning(capsys):
     X, y = three_classes(60)
     PortnetClassifier(**FAST).fit(X, y)
     assert capsys.readouterr() == ("", "")
-    with pytest.warns(ConvergenceWarning, match="diverged"):
+    with pytest.warns(DivergenceWarning, match="diverged"):
         PortnetClassifier(**{**FAST, "lr": 1e30}, optimizer="sgd").fit(X * 1e3, y)
     assert capsys.readouterr().err == ""
     PortnetClassifier(**{**FAST, "epochs": 2}, verbose=1).fit(X, y)
