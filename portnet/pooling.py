@@ -1,12 +1,14 @@
 r"""Max and average pooling on channels-first images, written against the Array API only.
 
 Like :class:`~portnet.conv.Conv2D`, pooling works on a channels-last view
-(:mod:`portnet.windows`). Non-overlapping windows without padding (stride equal to
-kernel, the usual 2x2 case) are a **reshape**: the ``N x H x W x C`` view, cropped
-to whole windows, reads as ``(N, H_o, K_h, W_o, K_w, C)``, and each kernel offset is
-a basic slice of that. Other geometries take the :math:`K_h K_w` shifted slices of
-the padded input. Backprop stacks the per-offset gradient pieces back into the
-window layout (reshape case) or adds them back slice by slice (col2im).
+(:mod:`portnet.windows`): the forward pass reduces the :math:`K_h K_w` shifted
+slices of the padded input with element-wise ``maximum`` / ``+``. When the windows
+tile the input (stride equal to kernel, no padding: the usual 2x2 case) the input,
+cropped to whole windows, is the ``(N, H_o, K_h, W_o, K_w, C)`` **reshape** of the
+``N x H x W x C`` view, and backprop works in that layout: per-offset gradients are
+placed (stacked back, or assigned to strided slices), never added; max pooling's
+mask is one broadcast comparison there where arrays are mutable. Other geometries
+fold gradients back slice by slice (col2im).
 :class:`MaxPool2D` and :class:`AvgPool2D` are also importable from
 :mod:`portnet.conv` and from :mod:`portnet`.
 """
