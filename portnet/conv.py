@@ -185,6 +185,13 @@ class Conv2D(Layer):
 
         return y, backprop
 
+    def inference_workspace(self, in_shape):
+        # The padded channels-last copy of the input and the (L, K C) columns.
+        _, h, w = in_shape
+        (ph, pw), (kh, kw) = self.padding, self.kernel_size
+        out_h, out_w = output_size(h, w, self.kernel_size, self.stride, self.padding)
+        return self.in_channels * ((h + 2 * ph) * (w + 2 * pw) + kh * kw * out_h * out_w)
+
     def get_config(self):
         return {
             "in_channels": self.in_channels,

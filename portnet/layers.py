@@ -103,6 +103,13 @@ class Layer:
         """The constructor arguments, JSON-serialisable, used by save/load."""
         return {}
 
+    def inference_workspace(self, in_shape: tuple[int, ...]) -> int:
+        """Elements per sample that an inference forward allocates besides its input
+        and output (``in_shape`` is one sample's shape). The evaluation batch size is
+        chosen from it (:mod:`portnet.budget`); 0 for layers that make only their output.
+        """
+        return 0
+
     @property
     def weight_names(self) -> tuple[str, ...]:
         """Parameters that regularizers and weight decay act on (not biases)."""

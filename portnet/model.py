@@ -11,6 +11,7 @@ import numpy as np
 
 from ._array import Tree, to_host
 from .backends import Backend, get_backend, on_backend_device
+from .budget import DEFAULT_MEMORY_BUDGET, inference_batch_size
 from .callbacks import Callback, History, ProgressLogger
 from .checkpoint import restore_checkpoint
 from .config import check_number
@@ -60,6 +61,9 @@ class Model:
     seed : int
         Seeds the weight initialisation (on the host, so every backend starts from
         the same weights), the shuffling and dropout.
+    memory_budget : int
+        Bytes an evaluation or prediction batch may use (256 MiB by default); the
+        batch size follows from the layers' sizes (:mod:`portnet.budget`).
 
     Examples
     --------
@@ -85,6 +89,7 @@ class Model:
         device: str | None = None,
         dtype: str = "float32",
         seed: int = 0,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ):
         self.network = layers if isinstance(layers, Sequential) else Sequential(list(layers))
         self.loss = get_loss(loss)
@@ -98,6 +103,7 @@ class Model:
         self.dtype_name = str(dtype)
         self.dtype = self.backend.dtype(dtype)
         self.seed = check_number("seed", seed, low=0, integer=True)
+        self.memory_budget = check_number("memory_budget", memory_budget, low=1, integer=True)
         self.regularizers = list(regularizers) + get_regularizers(l1, l2)
         # Fuse a final Softmax/Sigmoid into its cross-entropy: stable and cheaper.
         self._fused = self.loss.fuses(self.network.layers[-1])
@@ -322,9 +328,11 @@ class Model:
         )
 
     # -- inference --------------------------------------------------------------
-    def _outputs(self, X: Any, batch_size: int = 4096):
+    def _outputs(self, X: Any, batch_size: int | None = None):
         """Network outputs before the fused activation (logits), on the device."""
-        return self.trainer.outputs(self.state.params, self._prepare_X(X), batch_size)
+        X_dev = self._prepare_X(X)
+        batch_size = batch_size or inference_batch_size(self, X_dev.shape[1:])
+        return self.trainer.outputs(self.state.params, X_dev, batch_size)
 
     @on_backend_device
     def predict_proba(self, X: Any):
@@ -340,9 +348,13 @@ class Model:
         return self.loss.predict(self.backend.xp, self._outputs(X))
 
     @on_backend_device
-    def evaluate(self, X: Any, y: Any, batch_size: int = 4096) -> dict[str, float]:
-        """Mean loss and accuracy on a dataset, as Python floats (one host read)."""
+    def evaluate(self, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        """Mean loss and accuracy on a dataset, as Python floats (one host read).
+
+        ``batch_size`` defaults to what :attr:`memory_budget` allows.
+        """
         X_dev = self._prepare_X(X)
+        batch_size = batch_size or inference_batch_size(self, X_dev.shape[1:])
         y_dev = self._prepare_y(y, X_dev.shape[0])
         loss_sum, correct = self.trainer.evaluate_sums(self.state.params, X_dev, y_dev, batch_size)
         values = self.backend.to_numpy(self.backend.xp.stack([loss_sum, correct]))

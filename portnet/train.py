@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .budget import inference_batch_size
 from .callbacks import HISTORY_KEYS, Callback, History, ProgressLogger
 from .checkpoint import FitProgress, save_checkpoint
 from .core import Trainer, TrainState, copy_tree
@@ -70,6 +71,8 @@ def fit_loop(
 
         evaluate_sums = compiled.evaluate_sums
 
+    if validation is not None:  # within the model's memory budget, like evaluate()
+        eval_batch = inference_batch_size(model, validation[0].shape[1:])
     if progress is None:
         progress = FitProgress(epochs=epochs, start_epoch=state.epoch)
     if progress.best_params is None:
@@ -97,7 +100,7 @@ def fit_loop(
         )
         sums = [loss_sum, correct_sum]
         if validation is not None:
-            sums += list(evaluate_sums(state.params, *validation))
+            sums += list(evaluate_sums(state.params, *validation, batch_size=eval_batch))
         # The one device->host read of the epoch.
         values = backend.to_numpy(xp.stack(sums)).astype(np.float64)
         logs = {

@@ -1,0 +1,76 @@
+"""Evaluation and prediction batch sizes from a memory budget.
+
+Training keeps one minibatch alive; inference may take any batch size, and bigger
+batches are faster up to a point, then only bigger. A fixed 4,096 images was fine for
+an MLP (a few MB) but not for a CNN, whose first convolutions hold columns nine
+times the size of their input: 1.8 GB for one layer at that batch. So the batch size
+follows the layers instead: the model runs one inference forward on two zero samples
+(as :meth:`portnet.Model.summary` does) to learn every layer's input and output
+shape, adds what each layer says it allocates besides them
+(:meth:`portnet.Layer.inference_workspace`), and takes the largest layer's figure
+per sample, doubled for the temporaries of elementwise maths (a centred copy in
+batch norm, a mask in ReLU). The batch is the budget divided by that, between 1 and
+:data:`MAX_INFERENCE_BATCH`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import check_number
+from .summary import summarize
+
+#: Default bytes an evaluation or prediction batch may use on the device: small
+#: beside a laptop's memory or an 8 GB GPU, and past the point where bigger
+#: batches stop getting faster for the networks here.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+#: No gain beyond this batch size: the per-batch overhead is already negligible.
+MAX_INFERENCE_BATCH = 4096
+#: Headroom for the short-lived temporaries of elementwise maths inside a layer.
+TEMPORARIES_FACTOR = 2
+
+
+def inference_bytes_per_sample(model, sample_shape: tuple[int, ...]) -> int:
+    """Peak bytes one sample costs in an inference forward of ``model``.
+
+    The largest, over the layers, of (input + output + workspace) elements, times
+    the dtype's size and :data:`TEMPORARIES_FACTOR`.
+    """
+    summary = summarize(model, batch_size=1, input_shape=tuple(sample_shape))
+    in_shape, peak = tuple(sample_shape), 0
+    for layer, row in zip(model.network.layers, summary.rows, strict=True):
+        elements = (
+            math.prod(in_shape) + math.prod(row.output_shape) + layer.inference_workspace(in_shape)
+        )
+        peak = max(peak, elements)
+        in_shape = row.output_shape
+    return peak * summary.itemsize * TEMPORARIES_FACTOR
+
+
+def inference_batch_size(
+    model, sample_shape: tuple[int, ...], memory_budget: int | None = None
+) -> int:
+    """The evaluation/prediction batch size for ``model`` within ``memory_budget`` bytes.
+
+    Parameters
+    ----------
+    model : portnet.Model
+    sample_shape : tuple of int
+        One sample's shape (``X.shape[1:]``).
+    memory_budget : int, optional
+        Bytes a batch may use; ``model.memory_budget`` by default.
+
+    Returns
+    -------
+    int
+        Between 1 and :data:`MAX_INFERENCE_BATCH`.
+    """
+    budget = model.memory_budget if memory_budget is None else memory_budget
+    budget = check_number("memory_budget", budget, low=1, integer=True)
+    key = (tuple(sample_shape), model.dtype_name)
+    cache = model.__dict__.setdefault("_bytes_per_sample", {})
+    if key not in cache:  # shapes do not change with the weights: one probe per model
+        cache[key] = inference_bytes_per_sample(model, sample_shape)
+    return int(np.clip(budget // cache[key], 1, MAX_INFERENCE_BATCH))
