@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
-from .augment import RandomFlip
+from .augment import RandomFlip, RandomShift
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
 from .callbacks import Callback, History, ProgressLogger
 from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
@@ -82,6 +82,7 @@ __all__ = [
     "ProgressLogger",
     "RMSProp",
     "RandomFlip",
+    "RandomShift",
     "RandomStream",
     "ReLU",
     "Sequential",
