@@ -132,33 +132,34 @@ class Conv2D(Layer):
             raise ConfigError(
                 f"Conv2D expects N x {self.in_channels} x H x W input, got shape {tuple(x.shape)}"
             )
-        n, c, h, w = x.shape
+        _, c, h, w = x.shape  # the batch size may be unknown (None)
         f = self.out_channels
         kh, kw = self.kernel_size
         out_h, out_w = output_size(h, w, self.kernel_size, self.stride, self.padding)
-        n_rows = n * out_h * out_w
         inplace = ctx.inplace
         xpad = pad_nhwc(xp, to_nhwc(xp, x), self.padding, 0.0, inplace)
         pieces = window_slices(xpad, self.kernel_size, self.stride, (out_h, out_w))
-        cols = xp.reshape(xp.stack(pieces, axis=3), (n_rows, kh * kw * c))
+        # -1, not N: the batch size may be unknown (None) when a graph is recorded (ONNX).
+        cols = xp.reshape(xp.stack(pieces, axis=3), (-1, kh * kw * c))
         # W (F, C, Kh, Kw) as (Kh Kw C, F), matching the (k, c) order of a column row.
         W = xp.reshape(xp.permute_dims(params["W"], (2, 3, 1, 0)), (kh * kw * c, f))
         y = xp.matmul(cols, W)  # (N L, F): the output, channels-last
         if self.bias:
             # Over (N, L F) rows with b tiled along them: long inner loops (see
             # BatchNorm); y is fresh, so this is in place where allowed.
-            y = xp.reshape(y, (n, out_h * out_w * f))
+            y = xp.reshape(y, (-1, out_h * out_w * f))
             y = UPDATES[inplace].add(
                 y, xp.reshape(xp.broadcast_to(params["b"], (out_h * out_w, f)), (-1,))
             )
-        y = to_nchw(xp, xp.reshape(y, (n, out_h, out_w, f)))
+        y = to_nchw(xp, xp.reshape(y, (-1, out_h, out_w, f)))
         need_dx = ctx.need_input_grad
         padded_hw = (xpad.shape[1], xpad.shape[2])
         (ph, pw) = self.padding
 
         def backprop(dy):
             # A view when dy is channels-last in memory (what this stack produces).
-            d = xp.reshape(to_nhwc(xp, dy), (n_rows, f))
+            d = xp.reshape(to_nhwc(xp, dy), (-1, f))
+            n_rows = d.shape[0]
             # cols^T d is (Kh Kw C, F), W's layout here; measured faster on OpenBLAS
             # than d^T cols for these tall-skinny operands.
             dW = xp.reshape(xp.matmul(xp.matrix_transpose(cols), d), (kh, kw, c, f))
@@ -175,7 +176,7 @@ class Conv2D(Layer):
             dpieces = (
                 xp.reshape(
                     xp.matmul(d, xp.matrix_transpose(W[k * c : (k + 1) * c, :])),
-                    (n, out_h, out_w, c),
+                    (-1, out_h, out_w, c),
                 )
                 for k in range(kh * kw)
             )
@@ -211,7 +212,8 @@ class Flatten(Layer):
     def forward(self, params, x, ctx):
         xp = ctx.xp
         shape = tuple(x.shape)
-        y = xp.reshape(x, (shape[0], math.prod(shape[1:])))
+        # -1, not N: the batch size may be unknown (None) when a graph is recorded (ONNX).
+        y = xp.reshape(x, (-1, math.prod(shape[1:])))
         return y, lambda dy: (xp.reshape(dy, shape), {})
 
 
@@ -243,7 +245,7 @@ class Reshape(Layer):
         in_shape = tuple(x.shape)
         if math.prod(in_shape[1:]) != self.n_in:
             raise ConfigError(f"Reshape to {self.shape} got samples of shape {in_shape[1:]}")
-        y = xp.reshape(x, (in_shape[0], *self.shape))
+        y = xp.reshape(x, (-1, *self.shape))  # -1: the batch size may be unknown (None)
         return y, lambda dy: (xp.reshape(dy, in_shape), {})
 
     def get_config(self):

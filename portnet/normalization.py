@@ -107,11 +107,13 @@ class BatchNorm(Layer):
         x_shape = tuple(x.shape)
         rows = _as_rows(xp, x)  # (N, P F): P = H W pixels per sample, channels-last
         reps = rows.shape[1] // f
-        m = rows.shape[0] * reps
-        ones = xp.ones((1, rows.shape[0]), dtype=rows.dtype, device=device_of(rows))
+        ones = None  # made at the first sum: inference needs none, nor the batch size
 
         def colsum(a):
             """Per-channel sums: one matrix-vector product, then a sum over P."""
+            nonlocal ones
+            if ones is None:
+                ones = xp.ones((1, a.shape[0]), dtype=a.dtype, device=device_of(a))
             return xp.sum(xp.reshape(xp.matmul(ones, a), (reps, f)), axis=0)
 
         def tile(v):
@@ -123,6 +125,7 @@ class BatchNorm(Layer):
         gamma = params["gamma"]
         new_state = {}
         if ctx.training:
+            m = rows.shape[0] * reps
             mean = colsum(rows) * (1.0 / m)
             centered = rows - tile(mean)
             # Two passes (mean, then centred squares): exact where E[x^2] - mean^2
@@ -170,13 +173,13 @@ def _as_rows(xp, x):
     channels-last view (free when the memory is channels-last)."""
     if x.ndim == 2:
         return x
-    n, c, h, w = x.shape
-    return xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n, h * w * c))
+    _, c, h, w = x.shape  # -1 below: the batch size may be unknown (None, ONNX export)
+    return xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (-1, h * w * c))
 
 
 def _from_rows(xp, rows, shape):
     """The inverse of :func:`_as_rows`: a channels-last view with ``shape``."""
     if len(shape) == 2:
         return rows
-    n, c, h, w = shape
-    return xp.permute_dims(xp.reshape(rows, (n, h, w, c)), (0, 3, 1, 2))
+    _, c, h, w = shape
+    return xp.permute_dims(xp.reshape(rows, (-1, h, w, c)), (0, 3, 1, 2))

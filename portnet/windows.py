@@ -75,21 +75,35 @@ def pad_nhwc(xp: Any, x: Any, padding: tuple[int, int], value: float, inplace: b
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    n, h, w, c = x.shape
-    dev = device_of(x)
     if inplace:
+        n, h, w, c = x.shape
+        dev = device_of(x)
         # One filled buffer and one copy: NumPy's concat along inner axes of a 4-D
         # array moves many small blocks and was measured ~10x slower.
         out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=x.dtype, device=dev)
         out[:, ph : ph + h, pw : pw + w, :] = x
         return out
     if ph:
-        rows = xp.full((n, ph, w, c), value, dtype=x.dtype, device=dev)
+        rows = _border(xp, x, 1, ph, value)
         x = xp.concat([rows, x, rows], axis=1)
     if pw:
-        cols = xp.full((n, h + 2 * ph, pw, c), value, dtype=x.dtype, device=dev)
+        cols = _border(xp, x, 2, pw, value)
         x = xp.concat([cols, x, cols], axis=2)
     return x
+
+
+def _border(xp: Any, x: Any, axis: int, size: int, value: float) -> Any:
+    """An array of ``value`` with the sizes of ``x``, except ``size`` along ``axis``."""
+    shape = list(x.shape)
+    shape[axis] = size
+    if None not in shape:
+        return xp.full(tuple(shape), value, dtype=x.dtype, device=device_of(x))
+    # The standard lets a lazy array leave a size unknown (None): ndonnx, for the ONNX
+    # export, records the batch size as a symbol. full_like takes the sizes from x when
+    # the graph runs. Only here: NumPy's concat follows full_like's (permuted) memory
+    # order, which would change the padded layout the convolution reads.
+    edge = xp.full_like(x[(slice(None),) * axis + (slice(0, 1), ...)], value)
+    return edge if size == 1 else xp.concat([edge] * size, axis=axis)
 
 
 def _span(start: int, count: int, step: int) -> slice:
