@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import Tree, to_host
+from ._array import Tree
 from .backends import Backend, get_backend, on_backend_device
 from .budget import DEFAULT_MEMORY_BUDGET, inference_batch_size
 from .callbacks import Callback, History, ProgressLogger
@@ -29,6 +29,7 @@ from .validation import (
     prepare_features,
     prepare_targets,
     split_validation,
+    weights_to_device,
 )
 
 
@@ -113,7 +114,7 @@ class Model:
         self.trainer = Trainer(Sequential(train_layers), self.loss, optimizer, self.regularizers)
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
-            params = self._to_device(host)[: len(train_layers)]
+            params = weights_to_device(self.backend, self.dtype, host)[: len(train_layers)]
             self.state: TrainState = self.trainer.init_state(params, seed=self.seed)
         self.stop_training = False
 
@@ -151,17 +152,6 @@ class Model:
     def n_out(self) -> int | None:
         return self.network.n_out
 
-    def _to_device(self, weights: list[dict[str, Any]]) -> Tree:
-        # Copy first: on NumPy and torch-cpu, asarray may share the caller's memory,
-        # and in-place optimizer steps must never write into the user's arrays.
-        return [
-            {
-                k: self.backend.asarray(np.array(to_host(v), copy=True), self.dtype)
-                for k, v in layer.items()
-            }
-            for layer in weights
-        ]
-
     @on_backend_device
     def get_weights(self) -> list[dict[str, np.ndarray]]:
         """The parameters as NumPy arrays (one dict per layer)."""
@@ -175,7 +165,7 @@ class Model:
         The optimizer state starts afresh; the epoch count and seed are kept.
         """
         check_weight_structure(self.params, weights)
-        params = self._to_device(weights)[: len(self.trainer.layers)]
+        params = weights_to_device(self.backend, self.dtype, weights)[: len(self.trainer.layers)]
         self.state = self.trainer.init_state(params, seed=self.state.seed, epoch=self.state.epoch)
 
     # -- data -----------------------------------------------------------------

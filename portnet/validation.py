@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import namespace_of
+from ._array import namespace_of, to_host
 from .errors import ConfigError, DeviceMismatchError, InputError
 
 
@@ -117,6 +117,16 @@ def check_weight_structure(current: list[dict[str, Any]], weights: list[dict[str
                     f"layer {i} {key}: expected shape {tuple(old[key].shape)}, "
                     f"got {np.shape(value)}"
                 )
+
+
+def weights_to_device(backend, dtype, weights: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``weights`` (one dict per layer, host or device arrays) on ``backend``."""
+    # Copy first: on NumPy and torch-cpu, asarray may share the caller's memory,
+    # and in-place optimizer steps must never write into the user's arrays.
+    return [
+        {k: backend.asarray(np.array(to_host(v), copy=True), dtype) for k, v in layer.items()}
+        for layer in weights
+    ]
 
 
 def split_validation(arrays: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
