@@ -112,7 +112,9 @@ def summarize(model, batch_size: int = 128, input_shape: tuple[int, ...] | None 
             )
         input_shape = (int(model.n_in),)
     backend, xp = model.backend, model.backend.xp
-    x = backend.asarray(np.zeros((2, *input_shape)), model.dtype)
+    # Made on the device, not copied from the host: fit probes the shapes for its
+    # evaluation batch size, and its transfer budget has no room for a copy.
+    x = xp.zeros((2, *input_shape), dtype=model.dtype, device=backend.device)
     ctx = Context(xp=xp, training=False, need_input_grad=False)
     rows = []
     for index, (layer, params) in enumerate(zip(model.network.layers, model.params, strict=True)):

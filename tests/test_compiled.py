@@ -154,12 +154,13 @@ def test_each_step_compiles_once_per_shape_not_per_epoch():
     counter = CountCalls()
     model = pn.Model([pn.Dense(20, 16), counter, pn.Dense(16, 10)], backend="jax", seed=1)
     # 264 training rows in batches of 64: four full batches and one of 8, each epoch;
-    # 66 validation rows in evaluation batches of 2,048: one batch shape.
+    # 66 validation rows in one evaluation batch (the memory budget allows 4,096).
     model.fit(X, y, epochs=3, batch_size=64, validation_split=0.2, verbose=0, compile=True)
     # One trace of the training step, plus the eager last batch of each epoch.
     assert counter.calls[True] == 1 + 3
-    # One trace of the evaluation step for the whole fit.
-    assert counter.calls[False] == 1
+    # One trace of the evaluation step for the whole fit, plus the one eager inference
+    # forward that probes the layer shapes for the evaluation batch size.
+    assert counter.calls[False] == 1 + 1
     # Adam's bias correction under jit (a traced step count) keeps float32 float32.
     dtypes = {str(p.dtype) for layer in model.state.params for p in layer.values()}
     assert dtypes == {"float32"}
