@@ -4,6 +4,7 @@
     PORTNET_BACKEND=cupy python -m experiments.fashion  # the same on an NVIDIA GPU
     python -m experiments.fashion --backend torch --epochs 5 --hidden 256
     python -m experiments.fashion --evaluate runs/fashion-... --backend array_api_strict
+    python -m experiments.fashion --evaluate runs/fashion-... --export-onnx model.onnx
 
 Writes config.json, history.json, metrics.json, model.npz, preprocessing.npz,
 curves.png, confusion.png and misclassified.png to --out.
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and report its test accuracy",
     )
     g.add_argument(
+        "--export-onnx",
+        metavar="FILE",
+        help="with --evaluate: also write the run's model to FILE as ONNX (its inference "
+        "graph, batch size free, output: class probabilities) and check it with onnxruntime "
+        'on the test images; needs pip install "portnet[onnx]"',
+    )
+    g.add_argument(
         "--lr-find",
         action="store_true",
         help="instead of training: run a learning-rate range test with this model and "
@@ -243,8 +251,11 @@ def check_layers_fit(model: pn.Model, layers: pn.Sequential, X, y, n_classes: in
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.export_onnx and not args.evaluate:
+        fail("--export-onnx FILE exports a finished run: give it with --evaluate RUN_DIR.")
     if args.evaluate:
-        evaluate_run(Path(args.evaluate), pn.get_backend(args.backend, args.device))
+        backend = pn.get_backend(args.backend, args.device)
+        evaluate_run(Path(args.evaluate), backend, onnx_file=args.export_onnx)
         return 0
     resuming = args.resume is not None
     if resuming:

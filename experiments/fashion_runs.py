@@ -37,8 +37,9 @@ def _read_run_file(run_dir: Path, name: str):
     return value
 
 
-def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
-    """Load a run's model onto ``backend`` and print its test accuracy and the one recorded."""
+def evaluate_run(run_dir: Path, backend: pn.Backend, onnx_file: str | None = None) -> None:
+    """Load a run's model onto ``backend`` and print its test accuracy and the one recorded;
+    with ``onnx_file``, also export the model there (:func:`export_run_onnx`)."""
     from portnet.data import load_dataset
     from portnet.data.prepare import normalize_images
 
@@ -46,6 +47,10 @@ def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
         fail(f"--evaluate {run_dir} is not a folder: give the folder a training run wrote (--out).")
     if not (run_dir / "model.npz").is_file():
         fail(f"{run_dir} has no model.npz: give the folder a training run wrote (--out).")
+    if onnx_file is not None:
+        from portnet.onnx_export import check_installed
+
+        check_installed()  # before the evaluation, which can take a while
     config = _read_run_file(run_dir, "config.json")
     recorded = _read_run_file(run_dir, "metrics.json")
     stats = _read_run_file(run_dir, "preprocessing.npz")
@@ -65,6 +70,31 @@ def evaluate_run(run_dir: Path, backend: pn.Backend) -> None:
     print(
         f"test accuracy {result['accuracy']:.4f} (recorded {recorded['test_accuracy']:.4f})  "
         f"test loss {result['loss']:.4f} (recorded {recorded['test_loss']:.4f})"
+    )
+    if onnx_file is not None:
+        export_run_onnx(model, Path(onnx_file), X_test, dataset.y_test)
+
+
+def export_run_onnx(model: pn.Model, path: Path, X_test, y_test, n_compare: int = 1000) -> None:
+    """``--export-onnx``: write the model as ONNX (atomically), say where and how big, and
+    run the file with onnxruntime: its test accuracy, and how far its probabilities are
+    from portnet's on the first ``n_compare`` test images."""
+    from portnet.onnx_export import run_onnx
+
+    written = model.export_onnx(path)  # an ImportError names the extra; run_cli reports it
+    size = written.stat().st_size
+    print(
+        f"onnx     {written} ({size:,} bytes, {size / 2**20:.2f} MiB): input x (N, {model.n_in}) "
+        f"{model.dtype_name}, output probabilities (N, {model.n_out}), N any batch size"
+    )
+    probabilities = run_onnx(written, X_test)
+    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y_test))
+    n = min(n_compare, len(X_test))
+    reference = model.backend.to_numpy(model.predict_proba(X_test[:n]))
+    difference = float(np.max(np.abs(probabilities[:n] - reference)))
+    print(
+        f"onnxruntime test accuracy {accuracy:.4f}; max |p_onnx - p_portnet| {difference:.1e} "
+        f"over {n:,} test images"
     )
 
 

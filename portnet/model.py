@@ -373,6 +373,13 @@ class Model:
         """
         save_model(self, path)
 
+    def export_onnx(self, path: str | os.PathLike, **options: Any) -> Path:
+        """Write the inference graph to an ONNX file (``pip install "portnet[onnx]"``):
+        :func:`portnet.onnx_export.export_onnx`, which says what the graph holds."""
+        from .onnx_export import export_onnx
+
+        return export_onnx(self, path, **options)
+
     @classmethod
     def load(
         cls,
