@@ -43,12 +43,11 @@ from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.fashion",
-        description="Train a multilayer perceptron on Fashion-MNIST (or MNIST / KMNIST) with "
-        "portnet, on NumPy, CuPy, PyTorch or array-api-strict, and write the "
+        description="Train a multilayer perceptron or a CNN on Fashion-MNIST (or MNIST / KMNIST) with "
+        "portnet, on NumPy, CuPy, PyTorch, JAX or array-api-strict, and write the "
         "results, the model and plots to a run folder.",
         epilog="Precedence: built-in defaults < --config file < flags. Exit code 2 means bad "
         "input (unknown backend, missing data, bad option); the message says what to do.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = p.add_argument
     add(
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("where it runs")
     g.add_argument(
         "--backend",
-        help="numpy, torch, cupy or array_api_strict (default: $PORTNET_BACKEND, else numpy)",
+        help="numpy, torch, cupy, jax or array_api_strict (default: $PORTNET_BACKEND, else numpy)",
     )
     g.add_argument(
         "--device",
