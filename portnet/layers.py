@@ -266,6 +266,11 @@ def _add_note(exc: BaseException, note: str) -> None:
         notes.append(note)
 
 
+def _first_with_params(params) -> int:
+    """Index of the first layer that holds parameters (``len(params)`` if none does)."""
+    return next((i for i, p in enumerate(params) if p), len(params))
+
+
 class Sequential(Layer):
     """A chain of layers of any depth; itself a layer, so chains nest.
 
@@ -316,14 +321,19 @@ class Sequential(Layer):
         if ctx.check_inputs:
             first = next((v for layer in params for v in layer.values()), None)
             namespace_of(x, first)
-        # Every layer after the first must return its input gradient. That context
-        # is made once per forward, not once per layer: the step is Python-bound
-        # at small batch sizes.
+        # Gradients flow back only as far as the first layer with parameters
+        # (``stop``): when the caller needs no input gradient, the parameter-free
+        # layers before it (Reshape, RandomFlip, RandomShift) need none either, and
+        # that layer need not fold one back (for a first convolution, a col2im per
+        # step). Every layer after it must return its input gradient. That context
+        # is made once per forward, not once per layer: the step is Python-bound at
+        # small batch sizes.
+        stop = 0 if ctx.need_input_grad else _first_with_params(params)
         deeper = ctx if ctx.need_input_grad else dataclasses.replace(ctx, need_input_grad=True)
         backprops, updates = [], []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             try:
-                x, back, new_state = layer.forward_with_state(p, x, ctx if i == 0 else deeper)
+                x, back, new_state = layer.forward_with_state(p, x, ctx if i <= stop else deeper)
             except Exception as exc:
                 # Say which layer failed (a tracing compiler reports only the operation).
                 _add_note(exc, f"layer {i}, {type(layer).__name__}")
@@ -332,10 +342,10 @@ class Sequential(Layer):
             updates.append(new_state)
 
         def backprop(dy):
-            grads = [None] * len(backprops)
-            for i in range(len(backprops) - 1, -1, -1):
+            grads = [{} for _ in backprops]  # parameter-free layers below stop: none
+            for i in range(len(backprops) - 1, stop - 1, -1):
                 dy, grads[i] = backprops[i](dy)
-            return dy, grads
+            return (dy if stop == 0 else None), grads
 
         return x, backprop, updates
 

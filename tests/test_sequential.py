@@ -114,3 +114,47 @@ def test_check_layer_gradients_accepts_sequential(numpy_backend):
     # The input and every parameter of the three Dense layers (flattened indices 0, 2, 4).
     assert set(errors) == {"x", "0.W", "0.b", "2.W", "2.b", "4.W", "4.b"}, errors
     assert all(err < GRAD_TOL for err in errors.values()), errors
+
+
+class Spy(pn.Layer):
+    """The identity, recording the context it gets and how often its backprop runs."""
+
+    def __init__(self):
+        self.need_input_grad, self.backprop_calls = [], 0
+
+    def forward(self, params, x, ctx):
+        self.need_input_grad.append(ctx.need_input_grad)
+
+        def backprop(dy):
+            self.backprop_calls += 1
+            return dy, {}
+
+        return x, backprop
+
+
+def test_backprop_stops_at_the_first_layer_with_parameters(backend):
+    # The training step asks for no input gradient: the parameter-free layers before
+    # the first convolution are not backpropagated through, and the convolution folds
+    # no gradient back to its input; every parameter gradient is the full chain's.
+    before, after = Spy(), Spy()
+    layers = [pn.Reshape((1, 5, 5)), before, pn.Conv2D(1, 2, 3, padding=1), after]
+    net = pn.Sequential([*layers, pn.ReLU(), pn.Flatten(), pn.Dense(50, 3)])
+    params = net.init(np.random.default_rng(0))
+    params = [{k: on(backend, v) for k, v in layer.items()} for layer in params]
+    x = on(backend, np.random.default_rng(1).normal(size=(4, 25)))
+    dy = on(backend, np.random.default_rng(2).normal(size=(4, 3)))
+    results = {}
+    for need in (False, True):
+        y, backprop = net.forward(params, x, ctx_for(backend, training=True, need_input_grad=need))
+        results[need] = backprop(dy)
+    dx_short, grads_short = results[False]
+    dx_full, grads_full = results[True]
+    assert dx_short is None and tuple(dx_full.shape) == (4, 25)
+    assert before.need_input_grad == [False, True] and after.need_input_grad == [True, True]
+    assert before.backprop_calls == 1 and after.backprop_calls == 2  # only the full chain's
+    assert [sorted(g) for g in grads_short] == [sorted(g) for g in grads_full]
+    for short, full in zip(grads_short, grads_full, strict=True):
+        for key in full:
+            np.testing.assert_allclose(
+                backend.to_numpy(short[key]), backend.to_numpy(full[key]), **tolerance("float32")
+            )
