@@ -43,9 +43,9 @@ from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.fashion",
-        description="Train a multilayer perceptron or a CNN on Fashion-MNIST (or MNIST / KMNIST) with "
-        "portnet, on NumPy, CuPy, PyTorch, JAX or array-api-strict, and write the "
-        "results, the model and plots to a run folder.",
+        description="Train a multilayer perceptron or a CNN on Fashion-MNIST (or MNIST / "
+        "KMNIST) with portnet, on NumPy, CuPy, PyTorch, JAX or array-api-strict, and write "
+        "the results, the model and plots to a run folder.",
         epilog="Precedence: built-in defaults < --config file < flags. Exit code 2 means bad "
         "input (unknown backend, missing data, bad option); the message says what to do.",
     )
