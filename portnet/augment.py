@@ -44,13 +44,7 @@ class RandomFlip(Layer):
     def forward(self, params, x, ctx):
         if not ctx.training or self.probability == 0.0:
             return x, lambda dy: (dy, {})
-        if x.ndim < 3:
-            raise ConfigError(
-                f"RandomFlip mirrors images (N x ... x H x W); got shape {tuple(x.shape)}. "
-                "Put it after a Reshape layer that makes images of the flat rows."
-            )
-        if ctx.random is None:
-            raise ConfigError("RandomFlip in training mode needs ctx.random (a RandomStream)")
+        _check_training_images("RandomFlip", "mirrors", x, ctx)
         xp = ctx.xp
         n = x.shape[0]
         draws = ctx.random.uniform((n,), x.dtype)
@@ -102,13 +96,7 @@ class RandomShift(Layer):
     def forward(self, params, x, ctx):
         if not ctx.training or self.max_shift == 0:
             return x, lambda dy: (dy, {})
-        if x.ndim < 3:
-            raise ConfigError(
-                f"RandomShift moves images (N x ... x H x W); got shape {tuple(x.shape)}. "
-                "Put it after a Reshape layer that makes images of the flat rows."
-            )
-        if ctx.random is None:
-            raise ConfigError("RandomShift in training mode needs ctx.random (a RandomStream)")
+        _check_training_images("RandomShift", "moves", x, ctx)
         xp, s = ctx.xp, self.max_shift
         n = x.shape[0]
         span = 2 * s + 1
@@ -150,3 +138,14 @@ def _shift_axis(xp, a, shifts, s, axis):
         if k != 0:
             out = xp.where(shifts == k, window(k), out)
     return out
+
+
+def _check_training_images(name: str, verb: str, x, ctx) -> None:
+    """An augmentation layer in training needs images (N x ... x H x W) and randomness."""
+    if x.ndim < 3:
+        raise ConfigError(
+            f"{name} {verb} images (N x ... x H x W); got shape {tuple(x.shape)}. "
+            "Put it after a Reshape layer that makes images of the flat rows."
+        )
+    if ctx.random is None:
+        raise ConfigError(f"{name} in training mode needs ctx.random (a RandomStream)")
