@@ -12,8 +12,8 @@ inference context (``training=False``), records itself; no layer has ONNX code.
   number.
 - The parameters become constants of the graph (BatchNorm's running statistics
   included), in the model's dtype.
-- Dropout and RandomFlip are the identity in inference and record nothing: the
-  graph has no random operator.
+- Dropout, RandomFlip and RandomShift are the identity in inference and record
+  nothing: the graph has no random operator.
 - The output is what :meth:`~portnet.Model.predict_proba` gives (softmax or
   sigmoid of the logits, as the loss says; the outputs themselves for a
   regression loss), or with ``output="logits"`` the logits of
