@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the JSON results (default <out>/<name>.json)",
     )
     parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help=(
+            "leave glibc's malloc as it is (freed memory goes back to the kernel and is "
+            "page-faulted in again next step), to measure what portnet.retain_freed_memory "
+            "saves; by default it is applied to the whole process, so to every implementation "
+            "alike, as the experiment commands do"
+        ),
+    )
+    parser.add_argument(
         "--threads",
         type=Number(low=1, integer=True).arg,
         metavar="N",
@@ -218,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.implementation_names:
         IMPLEMENTATIONS[name].unavailable_reason()
     restore_threads = pn.limit_threads(args.threads)
-    machine = machine_info()
+    retained = False if args.default_malloc else pn.retain_freed_memory()
+    machine = {**machine_info(), "freed_memory_retained": retained}
     _say(
         f"{args.dataset}: {data.n} images; {len(args.implementation_names)} implementations; "
         f"{args.repeats} repeat(s) of {args.epochs} epoch(s); CPU {machine['cpu_model']}, "

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=count, help="limit BLAS/OpenMP/torch threads to N")
     parser.add_argument("--out", help="also write the Markdown table to this file")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (returning freed memory to the kernel), to "
+        "measure what portnet.retain_freed_memory saves; the experiment commands call it",
+    )
     return parser
 
 
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         check_output_file(args.out, "--out")
     backend = pn.get_backend(args.backend, args.device)
     restore_threads = pn.limit_threads(args.threads)
+    if not args.default_malloc:
+        pn.retain_freed_memory()
     workload = WORKLOADS[args.workload]
     load_before = _load_average()
     rows = time_layers(workload.portnet_layers(), backend, args.batch_size, args.steps)

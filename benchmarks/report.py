@@ -167,6 +167,15 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
         f"- Thread pools (threadpoolctl): {pools}",
         f"- Environment: {env or 'none of the recorded variables set'}",
     ]
+    if "freed_memory_retained" in machine:
+        lines.append(
+            "- malloc: "
+            + (
+                "freed memory kept for reuse (portnet.retain_freed_memory)"
+                if machine["freed_memory_retained"]
+                else "the C library's default (freed memory returned to the kernel)"
+            )
+        )
     if torch:
         lines.append(
             f"- torch: {torch['num_threads']} intra-op / {torch['num_interop_threads']} "

@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = config["threads"]
     backend = pn.get_backend(config["backend"], config["device"])
     pn.limit_threads(threads)  # after the backend import: threadpoolctl sees its BLAS
+    pn.retain_freed_memory()  # no page faults on each step's fresh arrays
     config.update(backend=backend.name, device=backend.device_name, out=str(out))
     print(
         f"portnet {pn.__version__}  backend {backend.name}  device {backend.device_name}  "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import errors
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from .allocator import retain_freed_memory
 from .augment import RandomFlip, RandomShift
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
 from .callbacks import Callback, History, ProgressLogger
@@ -109,6 +110,7 @@ __all__ = [
     "get_optimizer",
     "gradient_check",
     "limit_threads",
+    "retain_freed_memory",
     "mlp",
     "precision_recall_f1",
 ]

@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             f"this run's backend is {backend.name}. Drop --compile or use --backend jax."
         )
     pn.limit_threads(args.threads)  # after the backend import: threadpoolctl sees its BLAS
+    pn.retain_freed_memory()  # no page faults on each step's fresh arrays
     out = Path(args.out) if args.out else check_output_dir(default_out_dir(args.study))
     ctx = StudyContext(args.study, config, backend, out, args.quick, args.plots, args.compile)
     out.mkdir(parents=True, exist_ok=True)

@@ -283,7 +283,11 @@ def train_config(config: Mapping[str, Any], out: str | os.PathLike) -> dict[str,
     ``"skipped": True`` when the file already existed.
     """
     from .. import __version__
+    from ..allocator import retain_freed_memory
     from ..io import atomic_write_bytes
+
+    # A sweep worker is a process of ours that only trains: no page faults per step.
+    retain_freed_memory()
 
     out = Path(out)
     cfg = normalize_config(config)
