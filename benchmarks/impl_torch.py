@@ -60,6 +60,33 @@ def _torch_random_flip(probability: float):
     return RandomFlip()
 
 
+def _torch_random_shift(max_shift: int):
+    """Native torch twin of :class:`portnet.RandomShift`: in training, move each sample
+    by up to ``max_shift`` pixels along each axis, zeros filling in, by one gather from
+    the zero-padded batch (torch has no per-sample shift module without torchvision)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional
+
+    class RandomShift(nn.Module):
+        def forward(self, x):
+            if not self.training or max_shift == 0:
+                return x
+            n, c, h, w = x.shape
+            s = max_shift
+            padded = functional.pad(x, (s, s, s, s))
+            # Window origins in the padded image: 0..2s, one pair per sample.
+            top = torch.randint(0, 2 * s + 1, (n, 1), device=x.device)
+            left = torch.randint(0, 2 * s + 1, (n, 1), device=x.device)
+            rows = (top + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (left + torch.arange(w, device=x.device))[:, None, None, :]
+            batch = torch.arange(n, device=x.device)[:, None, None, None]
+            channels = torch.arange(c, device=x.device)[None, :, None, None]
+            return padded[batch, channels, rows, cols]
+
+    return RandomShift()
+
+
 def _torch_layer_list(workload: CNNWorkload, seed: int):
     """The layer list as native modules (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Linear ...).
 
@@ -107,6 +134,8 @@ def _torch_layer_list(workload: CNNWorkload, seed: int):
             module = nn.Dropout(layer.rate)
         elif isinstance(layer, pn.RandomFlip):
             module = _torch_random_flip(layer.probability)
+        elif isinstance(layer, pn.RandomShift):
+            module = _torch_random_shift(layer.max_shift)
         else:
             raise ValueError(f"no native torch module for portnet layer {name}")
         with torch.no_grad():

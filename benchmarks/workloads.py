@@ -147,6 +147,8 @@ class CNNWorkload:
                 parts.append(f"drop{cfg.get('rate', 0.5):g}")
             elif cls == "RandomFlip":
                 parts.append("flip")
+            elif cls == "RandomShift":
+                parts.append(f"shift{cfg.get('max_shift', 2)}")
         return f"{self.name} ({'-'.join(parts)}, ReLU; {self.config_path.name})"
 
     def portnet_layers(self) -> list[pn.Layer]:

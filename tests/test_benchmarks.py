@@ -186,14 +186,15 @@ def test_cnn_workload_entries(quick_cnn_run):
             assert entry["ratio_to_gemm_only"] > 0
     assert math.isfinite(results["portnet-numpy"]["final_loss"])
     # Transfers: the permutation and the end-of-epoch read; array-api-strict has no
-    # random numbers, so each random layer (dropout, flip) draws on the host: one upload
-    # per step each.
+    # random numbers, so each random layer (dropout, flip, shift) draws on the host: one
+    # upload per step each.
     import portnet as pn
     from benchmarks.workloads import WORKLOADS
 
     steps = results["portnet-numpy"]["steps_per_epoch"]
     random_layers = sum(
-        isinstance(layer, pn.Dropout | pn.RandomFlip) for layer in WORKLOADS["cnn"].portnet_layers()
+        isinstance(layer, pn.Dropout | pn.RandomFlip | pn.RandomShift)
+        for layer in WORKLOADS["cnn"].portnet_layers()
     )
     for name, entry in results.items():
         if name.startswith("portnet-") and entry["status"] == "ok":
@@ -353,3 +354,31 @@ def test_jitted_jax_reports_its_compile_time_apart(quick_run):
     assert jit["compile_s"] > 0 and "compile_s" not in eager
     assert jit["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
     assert "compiled its step in" in (out / "quick.md").read_text()
+
+
+def test_native_torch_shift_moves_each_image_within_the_limit():
+    """The native torch twin of RandomShift: every output image is its input moved by
+    some (a, b) with |a|, |b| <= max_shift, zeros filling in; the moves differ across
+    the batch; in eval mode it is the identity."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from benchmarks.impl_torch import _torch_random_shift
+
+    shift = _torch_random_shift(1).train()
+    x = torch.arange(1, 2 * 3 * 5 * 6 + 1, dtype=torch.float32).reshape(2, 3, 5, 6)
+    x = x.repeat(20, 1, 1, 1)  # 40 images: the chance that all draw one move is tiny
+    y = shift(x).numpy()
+    xn = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    moves = set()
+    for n in range(len(y)):
+        found = [
+            (a, b)
+            for a in (-1, 0, 1)
+            for b in (-1, 0, 1)
+            if np.array_equal(y[n], xn[n, :, 1 + a : 6 + a, 1 + b : 7 + b])
+        ]
+        assert found, f"image {n} is not a shift of its input by at most one pixel"
+        moves.update(found)
+    assert len(moves) > 1
+    assert torch.equal(shift.eval()(x), x)
