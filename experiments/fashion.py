@@ -36,6 +36,7 @@ from experiments.fashion_config import (
     RULES,
     make_optimizer,
     resolve_config,
+    uses_test_time_flip,
 )
 from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments, run_lr_find
 
@@ -122,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--dropout",
         type=RULES["dropout"].arg,
         help=f"dropout rate after each hidden layer (default {DEFAULTS['dropout']})",
+    )
+    g.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        help="BatchNorm between each hidden Dense layer and its activation "
+        f"(default {'on' if DEFAULTS['batch_norm'] else 'off'})",
+    )
+    g.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="mirror half the training images left-right each step (a RandomFlip layer; "
+        f"default {'on' if DEFAULTS['flip'] else 'off'})",
+    )
+    g.add_argument(
+        "--test-time-flip",
+        action=argparse.BooleanOptionalAction,
+        help="predict and evaluate (validation too) with the mean of the class "
+        "probabilities for each image and its mirror image; needs a RandomFlip in the "
+        "network (default: on exactly when the network has one)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
@@ -287,9 +307,19 @@ def main(argv: list[str] | None = None) -> int:
         summary = description
     else:
         sizes = [train[0].shape[1], *config["hidden"], dataset.n_classes]
-        layers = pn.mlp(sizes, config["activation"], dropout=config["dropout"])
+        layers = pn.mlp(
+            sizes,
+            config["activation"],
+            dropout=config["dropout"],
+            batch_norm=config["batch_norm"],
+            flip=(1, *dataset.X_train.shape[1:]) if config["flip"] else None,
+        )
         description = f"{'-'.join(map(str, sizes))} MLP"
-        summary = f"{'-'.join(map(str, sizes))} {config['activation']}, dropout {config['dropout']}"
+        summary = (
+            f"{'-'.join(map(str, sizes))} {config['activation']}, dropout {config['dropout']}"
+            + (", batch norm" if config["batch_norm"] else "")
+            + (", random flips" if config["flip"] else "")
+        )
     model = pn.Model(
         layers,
         optimizer=make_optimizer(config),
@@ -298,12 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         backend=backend,
         dtype=config["dtype"],
         seed=config["seed"],
+        test_time_flip=uses_test_time_flip(config),
     )
     if config["layers"] is not None:
         check_layers_fit(model, layers, *train, dataset.n_classes, args.config or CNN_CONFIG)
     print(
         f"model    {summary}, {model.optimizer!r}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs"
+        + (", predictions averaged with the mirror images'" if model.test_time_flip else "")
     )
     print(model.summary(config["batch_size"]))
     if args.lr_find:

@@ -42,6 +42,9 @@ DEFAULTS = {
     "hidden": [1024, 512],
     "activation": "relu",
     "dropout": 0.3,
+    "batch_norm": False,
+    "flip": False,
+    "test_time_flip": None,
     "optimizer": "momentum",
     "lr": 0.05,
     "momentum": 0.9,
@@ -75,6 +78,9 @@ RULES = {
     "layers": Kind((list,), optional=True),
     "activation": Choice(("relu", "leaky_relu", "tanh", "sigmoid")),
     "dropout": Number(low=0, high=1, high_open=True),
+    "batch_norm": Kind((bool,)),
+    "flip": Kind((bool,)),
+    "test_time_flip": Kind((bool,), optional=True),
     "optimizer": Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam")),
     "lr": Number(low=0, low_open=True),
     "momentum": Number(low=0, high=1, high_open=True),
@@ -94,7 +100,7 @@ RULES = {
 }
 
 # Options that only shape the built-in MLP: a layer list would leave them unused.
-MLP_OPTIONS = ("hidden", "activation", "dropout")
+MLP_OPTIONS = ("hidden", "activation", "dropout", "batch_norm", "flip")
 
 
 def make_optimizer(config: dict) -> pn.Optimizer:
@@ -155,6 +161,13 @@ def resolve_config(args: argparse.Namespace) -> dict:
                 "change the list (e.g. its Dense widths or a Dropout layer's rate)."
             )
         build_layers(config["layers"], where if args.config else str(CNN_CONFIG))
+    if config["test_time_flip"] and not mirrors_training_images(config):
+        fail(
+            "--test-time-flip averages the predictions for each image and its mirror image, "
+            "made by the network's RandomFlip, but this run's network has none: add --flip "
+            "(MLP) or a RandomFlip layer after the Reshape (layers list), or drop "
+            "--test-time-flip."
+        )
     if config["compile"] and config["backend"] not in (None, "jax"):
         fail(
             f"--compile compiles the training step with jax.jit and needs --backend jax; "
@@ -198,3 +211,19 @@ def build_layers(specs, where: str) -> pn.Sequential:
         except (pn.PortnetError, TypeError, ValueError) as exc:
             fail(f"{head} ({spec['class']}): {exc}. Fix the layer's config and run again.")
     return pn.Sequential(specs)
+
+
+def mirrors_training_images(config: dict) -> bool:
+    """Whether the run's network has a RandomFlip: ``--flip`` for the MLP, or a
+    RandomFlip entry in the layers list."""
+    if config["layers"] is None:
+        return bool(config["flip"])
+    return any(spec.get("class") == "RandomFlip" for spec in config["layers"])
+
+
+def uses_test_time_flip(config: dict) -> bool:
+    """``test_time_flip`` as given, or (left unset) on exactly when the network mirrors
+    its training images."""
+    if config["test_time_flip"] is None:
+        return mirrors_training_images(config)
+    return bool(config["test_time_flip"])

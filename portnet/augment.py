@@ -33,7 +33,9 @@ class RandomFlip(Layer):
     -----
     Written with ``flip`` and ``where`` from the Array API: no indexing by a
     boolean mask, so it runs unchanged on every backend. In inference
-    (``ctx.training`` false) the layer returns its input.
+    (``ctx.training`` false) the layer returns its input, or mirrors every image when
+    ``ctx.mirror`` asks for the second view of test-time flip averaging
+    (``Model(test_time_flip=True)``).
     """
 
     def __init__(self, probability: float = 0.5):
@@ -42,7 +44,12 @@ class RandomFlip(Layer):
         self.probability = float(probability)
 
     def forward(self, params, x, ctx):
-        if not ctx.training or self.probability == 0.0:
+        if not ctx.training:
+            if ctx.mirror:
+                xp = ctx.xp
+                return xp.flip(x, axis=-1), lambda dy: (xp.flip(dy, axis=-1), {})
+            return x, lambda dy: (dy, {})
+        if self.probability == 0.0:
             return x, lambda dy: (dy, {})
         _check_training_images("RandomFlip", "mirrors", x, ctx)
         xp = ctx.xp

@@ -115,12 +115,16 @@ class Trainer:
     optimizer : Optimizer
     regularizers : sequence of Regularizer
         Penalties on the layers' ``weight_names``.
+    test_time_flip : bool
+        Inference averages the predictions for each input and for its mirror image
+        (the network's RandomFlip layers mirror every image in the second pass).
     """
 
     network: Layer
     loss: Loss
     optimizer: Optimizer
     regularizers: Sequence[Regularizer] = ()
+    test_time_flip: bool = False
 
     def __post_init__(self) -> None:
         self.layers = list(getattr(self.network, "layers", [self.network]))
@@ -301,11 +305,25 @@ class Trainer:
             weights=weights,
         )
 
+    def inference_outputs(self, params: Tree, xb: Any, xp: Any = None) -> Any:
+        """The network's outputs for one batch in inference mode (logits, before a fused
+        activation). With :attr:`test_time_flip`, outputs whose predictions average
+        those for the batch and for its mirror images (:meth:`Loss.average_outputs`).
+
+        ``xp`` defaults to the batch's namespace (the ONNX export passes ndonnx).
+        """
+        xp = _xp(xb) if xp is None else xp
+        ctx = Context(xp=xp, training=False, need_input_grad=False)
+        outputs, _ = self.network.forward(params, xb, ctx)
+        if not self.test_time_flip:
+            return outputs
+        mirrored, _ = self.network.forward(params, xb, dataclasses.replace(ctx, mirror=True))
+        return self.loss.average_outputs(xp, outputs, mirrored)
+
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
         """One batch in inference mode: its summed loss and correct count (0-d arrays)."""
         xp = _xp(xb)
-        ctx = Context(xp=xp, training=False, need_input_grad=False)
-        outputs, _ = self.network.forward(params, xb, ctx)
+        outputs = self.inference_outputs(params, xb, xp)
         loss, _ = self.loss(outputs, yb)
         return loss * float(xb.shape[0]), self.loss.count_correct(xp, outputs, yb)
 
@@ -337,10 +355,9 @@ class Trainer:
     def outputs(self, params: Tree, X: Any, batch_size: int = 4096) -> Any:
         """Network outputs (logits, before a fused activation), in inference mode."""
         xp = _xp(X)
-        ctx = Context(xp=xp, training=False, need_input_grad=False)
         n = X.shape[0]
         chunks = [
-            self.network.forward(params, X[i : min(i + batch_size, n), ...], ctx)[0]
+            self.inference_outputs(params, X[i : min(i + batch_size, n), ...], xp)
             for i in range(0, n, batch_size)
         ]
         return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)

@@ -52,6 +52,9 @@ class Context:
         backprop consumes its ``dy``. Never their input ``x`` or their parameters
         (``tests/test_inplace.py``). The training step sets it from
         :func:`portnet.inplace.resolve_inplace`, through the layers' ``UPDATES``.
+    mirror : bool
+        Inference only: :class:`~portnet.RandomFlip` layers mirror every image
+        (the second view of test-time flip averaging, ``Model(test_time_flip=True)``).
     """
 
     xp: Any
@@ -60,6 +63,7 @@ class Context:
     need_input_grad: bool = True
     check_inputs: bool = True
     inplace: bool = False
+    mirror: bool = False
 
 
 class RandomStream:

@@ -109,6 +109,11 @@ class Loss:
         """Predictions from outputs: raw outputs unless the task has classes."""
         return outputs
 
+    def average_outputs(self, xp: Any, first: Any, second: Any) -> Any:
+        """Outputs whose predictions are the mean of two views' predictions (test-time
+        augmentation): here the mean of the outputs themselves."""
+        return (first + second) * 0.5
+
     def count_correct(self, xp: Any, outputs: Any, targets: Any) -> Any:
         """Correct predictions in a batch, as a 0-d device array (NaN: no accuracy)."""
         # Regression has no accuracy: report NaN rather than a made-up number.
@@ -185,6 +190,15 @@ class SoftmaxCrossEntropy(Loss):
     def probabilities(self, xp, outputs):
         return softmax(xp, outputs)
 
+    def average_outputs(self, xp, first, second):
+        r"""Logits whose softmax is the mean of the two views' softmax probabilities:
+        :math:`\log\frac12(\mathrm{softmax}(a) + \mathrm{softmax}(b))`, computed from
+        the log-probabilities shifted by their element-wise maximum (no overflow). The
+        loss of these logits is the cross-entropy of the averaged probabilities."""
+        log_a, log_b = _log_softmax(xp, first), _log_softmax(xp, second)
+        top = xp.maximum(log_a, log_b)
+        return top + xp.log((xp.exp(log_a - top) + xp.exp(log_b - top)) * 0.5)
+
     def predict(self, xp, outputs):
         """The class with the largest logit (int64)."""
         return xp.argmax(outputs, axis=-1)
@@ -257,6 +271,12 @@ class MeanSquaredError(Loss):
             per_row *= dim
         squares = xp.reshape(diff * diff, (outputs.shape[0], -1))
         return xp.sum(squares, axis=1) / per_row, diff * (2.0 / per_row)
+
+
+def _log_softmax(xp, logits):
+    """``log softmax`` along the last axis, shifted by the row maximum."""
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def _xp(array):

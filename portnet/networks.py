@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .activations import get_activation
+from .augment import RandomFlip
+from .conv import Flatten, Reshape
 from .errors import ConfigError
 from .layers import Dense, Dropout, Layer
+from .normalization import BatchNorm
 
 
 def mlp(
@@ -15,6 +19,8 @@ def mlp(
     output: str | None = None,
     init: str | None = None,
     dropout: float = 0.0,
+    batch_norm: bool = False,
+    flip: Sequence[int] | None = None,
 ) -> list[Layer]:
     """Layers of a multilayer perceptron, e.g. ``mlp([784, 500, 324, 10], "relu")``.
 
@@ -30,15 +36,36 @@ def mlp(
         Weight init; by default He for ReLU-like and Glorot otherwise.
     dropout : float
         Dropout rate after each hidden activation (0 for none).
+    batch_norm : bool
+        Put a :class:`~portnet.BatchNorm` between each hidden ``Dense`` and its
+        activation; that ``Dense`` then has no bias, which the normalization would
+        subtract again.
+    flip : sequence of int, optional
+        The image shape of an input row, e.g. ``(1, 28, 28)``: mirror each training
+        image left-right with probability 1/2 (``Reshape`` to that shape,
+        :class:`~portnet.RandomFlip`, ``Flatten``). Inference sees the rows unchanged.
+
+    Examples
+    --------
+    >>> layers = mlp([784, 1024, 512, 10], dropout=0.3, batch_norm=True, flip=(1, 28, 28))
     """
     if len(sizes) < 2:
         raise ConfigError("mlp needs at least input and output sizes")
     init = init or ("he" if "relu" in activation else "glorot")
     layers: list[Layer] = []
+    if flip is not None:
+        if math.prod(flip) != sizes[0]:
+            raise ConfigError(
+                f"flip's image shape {tuple(flip)} holds {math.prod(flip)} values but the "
+                f"input rows have {sizes[0]}; give the shape of one input image"
+            )
+        layers += [Reshape(tuple(flip)), RandomFlip(), Flatten()]
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         last = i == len(sizes) - 2
-        layers.append(Dense(n_in, n_out, init=init))
+        layers.append(Dense(n_in, n_out, init=init, bias=last or not batch_norm))
         if not last:
+            if batch_norm:
+                layers.append(BatchNorm(n_out))
             layers.append(get_activation(activation))
             if dropout:
                 layers.append(Dropout(dropout))

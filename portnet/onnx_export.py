@@ -33,7 +33,6 @@ import numpy as np
 
 from .errors import ConfigError
 from .io import atomic_write_bytes
-from .layers import Context
 
 #: What the exported graph may return.
 OUTPUTS = ("probabilities", "logits")
@@ -106,10 +105,10 @@ def to_onnx(model: Any, output: str = "probabilities", input_shape: tuple[int, .
     x = ndx.argument(
         shape=(BATCH_DIM, *(int(s) for s in input_shape)), dtype=getattr(ndx, model.dtype_name)
     )
-    # The context Trainer.outputs gives each chunk that predict and predict_proba run:
-    # inference mode (Dropout and RandomFlip return their input), no randomness.
-    ctx = Context(xp=ndx, training=False, need_input_grad=False)
-    logits, _ = model.trainer.network.forward(params, x, ctx)
+    # What Trainer.outputs runs on each chunk for predict and predict_proba: inference
+    # mode (Dropout and RandomFlip return their input; with test-time flips a second
+    # pass mirrors the images), no randomness.
+    logits = model.trainer.inference_outputs(params, x, ndx)
     result = model.loss.probabilities(ndx, logits) if output == "probabilities" else logits
     proto = ndx.build({INPUT_NAME: x}, {output: result})
     # ndonnx leaves the output's batch dimension unnamed; it is the input's N.

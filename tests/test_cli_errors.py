@@ -151,6 +151,18 @@ CASES = [
         "so they would be ignored",
     ),
     _case(
+        "test-time-flip-without-flip",
+        FASHION,
+        "--test-time-flip --no-flip",
+        "this run's network has none: add --flip",
+    ),
+    _case(
+        "cnn-plus-mlp-flip",
+        FASHION,
+        "--model cnn --batch-norm",
+        "so they would be ignored",
+    ),
+    _case(
         "layers-wrong-class-count",
         FASHION,
         "--config {tmp}/layer_wrong_classes.yaml --dataset fashion_mnist_sample --no-plots "

@@ -76,6 +76,12 @@ def test_every_flag_reaches_the_run_configuration(tmp_path):
     for flag, (_, key, expected) in flags.items():
         assert config[key] == expected, flag
     assert config["l1"] == 0.001 and config["plots"] is False  # from the file; --no-plots
+    # The on/off options of the MLP, both ways.
+    for value in (True, False):
+        prefix = "--" if value else "--no-"
+        argv = [f"{prefix}batch-norm", f"{prefix}flip"]
+        config = fashion.resolve_config(fashion.build_parser().parse_args(argv))
+        assert config["batch_norm"] is value and config["flip"] is value
     # Left out, each option keeps its default.
     defaults = fashion.resolve_config(fashion.build_parser().parse_args([]))
     for key, value in fashion.DEFAULTS.items():
