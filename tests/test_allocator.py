@@ -62,4 +62,3 @@ def test_a_freed_block_is_reused_without_page_faults():
 @pytest.mark.skipif(GLIBC, reason="on glibc the settings apply")
 def test_without_glibc_nothing_is_changed():
     assert pn.retain_freed_memory() is False
-
