@@ -314,10 +314,12 @@ class Trainer:
         """
         xp = _xp(xb) if xp is None else xp
         ctx = Context(xp=xp, training=False, need_input_grad=False)
-        outputs, _ = self.network.forward(params, xb, ctx)
+        # [0]: the backprop closure, which holds every layer's input, is dropped at once,
+        # so the second pass does not run beside the first one's activations.
+        outputs = self.network.forward(params, xb, ctx)[0]
         if not self.test_time_flip:
             return outputs
-        mirrored, _ = self.network.forward(params, xb, dataclasses.replace(ctx, mirror=True))
+        mirrored = self.network.forward(params, xb, dataclasses.replace(ctx, mirror=True))[0]
         return self.loss.average_outputs(xp, outputs, mirrored)
 
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
