@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--weight-decay", type=RULES["weight_decay"].arg, help="decoupled weight decay (default 0)"
     )
     g.add_argument(
+        "--label-smoothing",
+        type=RULES["label_smoothing"].arg,
+        metavar="EPS",
+        help="train towards (1 - EPS) one-hot + EPS / classes instead of the one-hot labels "
+        f"(default {DEFAULTS['label_smoothing']:g})",
+    )
+    g.add_argument(
         "--patience",
         type=RULES["patience"].arg,
         help="early stopping: stop after this many epochs "
@@ -322,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     model = pn.Model(
         layers,
+        loss=pn.SoftmaxCrossEntropy(label_smoothing=config["label_smoothing"]),
         optimizer=make_optimizer(config),
         l1=config["l1"],
         l2=config["l2"],

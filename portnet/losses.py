@@ -14,7 +14,7 @@ import array_api_compat
 import numpy as np
 
 from .activations import softmax, stable_sigmoid
-from .config import build
+from .config import build, check_number
 from .errors import ConfigError, InputError
 from .sync_free import relu, scalar_like
 
@@ -135,14 +135,30 @@ class SoftmaxCrossEntropy(Loss):
     ``targets`` are integer labels of shape ``(N,)`` or one-hot / probability rows
     of shape ``(N, K)``. The log-sum-exp is shifted by the row maximum, so logits
     of :math:`\pm 10^4` give finite values.
+
+    Parameters
+    ----------
+    label_smoothing : float
+        :math:`\varepsilon` in [0, 1): train towards :math:`(1 - \varepsilon) t +
+        \varepsilon / K` instead of the targets :math:`t` (Szegedy et al., 2016), so
+        the network stops pushing its logits apart once a class is clearly ahead.
+        The reported loss is the smoothed one; accuracy counts the true labels.
     """
 
     name = "softmax_cross_entropy"
     output_activation = "Softmax"
 
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = check_number(
+            "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True
+        )
+
     def per_sample(self, xp, logits, targets):
         if targets.ndim == 1:
             targets = one_hot(xp, targets, logits.shape[-1], logits.dtype)
+        if self.label_smoothing:
+            eps = self.label_smoothing
+            targets = targets * (1.0 - eps) + eps / logits.shape[-1]
         shifted = logits - xp.max(logits, axis=-1, keepdims=True)
         exp_shifted = xp.exp(shifted)  # computed once, for the loss and the gradient
         norm = xp.sum(exp_shifted, axis=-1, keepdims=True)
@@ -153,6 +169,14 @@ class SoftmaxCrossEntropy(Loss):
     def class_labels(self, xp, targets):
         labels = xp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
         return xp.astype(labels, xp.int64), None
+
+    def get_config(self):
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+
+    def __repr__(self) -> str:
+        if not self.label_smoothing:
+            return super().__repr__()
+        return f"{type(self).__name__}(label_smoothing={self.label_smoothing:g})"
 
     def check_host_targets(self, y, n_outputs, n_samples, name="y"):
         """Integer labels in ``[0, n_outputs)`` (as int64), or one-hot rows (as float64)."""

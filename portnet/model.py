@@ -414,7 +414,13 @@ class Model:
     def get_config(self) -> dict[str, Any]:
         return {
             "network": self.network.get_config(),
-            "loss": self.loss.name,  # a name: readable, and what version 1 files hold
+            # A name where the loss has no settings: readable, and what version 1 files
+            # hold; else its class and settings.
+            "loss": (
+                {"class": type(self.loss).__name__, "config": self.loss.get_config()}
+                if self.loss.get_config()
+                else self.loss.name
+            ),
             "dtype": self.dtype_name,
             "seed": self.seed,
             "test_time_flip": self.test_time_flip,

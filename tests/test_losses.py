@@ -21,6 +21,12 @@ def loss_data(case, seed=0, n=6, k=4):
     rng = np.random.default_rng(seed)
     if case == "sce-labels":
         return pn.SoftmaxCrossEntropy(), rng.normal(size=(n, k)) * 2, rng.integers(0, k, n)
+    if case == "sce-smooth":
+        return (
+            pn.SoftmaxCrossEntropy(label_smoothing=SMOOTHING),
+            rng.normal(size=(n, k)) * 2,
+            rng.integers(0, k, n),
+        )
     if case == "sce-onehot":
         return (
             pn.SoftmaxCrossEntropy(),
@@ -44,7 +50,8 @@ def loss_data(case, seed=0, n=6, k=4):
     raise AssertionError(case)
 
 
-LOSS_CASES = ["sce-labels", "sce-onehot", "bce-1d", "bce-2d", "mse"]
+SMOOTHING = 0.1
+LOSS_CASES = ["sce-labels", "sce-smooth", "sce-onehot", "bce-1d", "bce-2d", "mse"]
 
 
 def loss_oracle(case, z, t):
@@ -52,6 +59,8 @@ def loss_oracle(case, z, t):
     n = z.shape[0]
     if case.startswith("sce"):
         onehot = np.eye(z.shape[1])[t] if t.ndim == 1 else t
+        if case == "sce-smooth":
+            onehot = onehot * (1 - SMOOTHING) + SMOOTHING / z.shape[1]
         return -np.sum(onehot * np_log_softmax(z)) / n, (np_softmax(z) - onehot) / n
     if case.startswith("bce"):
         value = np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))) / n
@@ -138,6 +147,8 @@ def torch_loss(torch, case, z, t):
     F = torch.nn.functional
     if case == "sce-labels":
         return F.cross_entropy(z, torch.tensor(t))
+    if case == "sce-smooth":
+        return F.cross_entropy(z, torch.tensor(t), label_smoothing=SMOOTHING)
     if case == "sce-onehot":
         return F.cross_entropy(z, torch.tensor(t))  # class-probability targets
     if case.startswith("bce"):
@@ -165,3 +176,15 @@ def test_get_loss_names():
     assert isinstance(pn.get_loss("mse"), pn.MeanSquaredError)
     with pytest.raises(ValueError, match="mse"):
         pn.get_loss("hinge")
+
+
+def test_label_smoothing_is_saved_and_checked(tmp_path):
+    model = pn.Model([pn.Dense(4, 3)], loss=pn.SoftmaxCrossEntropy(label_smoothing=0.2))
+    model.save(tmp_path / "m.npz")
+    loaded = pn.Model.load(tmp_path / "m.npz")
+    assert isinstance(loaded.loss, pn.SoftmaxCrossEntropy)
+    assert loaded.loss.label_smoothing == 0.2
+    # Without smoothing the file keeps the plain name, as version 1 files do.
+    assert pn.Model([pn.Dense(4, 3)]).get_config()["loss"] == "softmax_cross_entropy"
+    with pytest.raises(pn.ConfigError, match="label_smoothing"):
+        pn.SoftmaxCrossEntropy(label_smoothing=1.0)
