@@ -98,7 +98,8 @@ class BatchNorm(Layer):
 
     def forward_with_state(self, params, x, ctx):
         xp = ctx.xp
-        if x.ndim not in (2, 4) or x.shape[1] != self.n_features:
+        # None: a width the ONNX export leaves symbolic (after a Dense layer).
+        if x.ndim not in (2, 4) or x.shape[1] not in (None, self.n_features):
             raise ConfigError(
                 f"BatchNorm({self.n_features}) expects N x {self.n_features} or "
                 f"N x {self.n_features} x H x W input, got shape {tuple(x.shape)}"
@@ -106,7 +107,7 @@ class BatchNorm(Layer):
         f = self.n_features
         x_shape = tuple(x.shape)
         rows = _as_rows(xp, x)  # (N, P F): P = H W pixels per sample, channels-last
-        reps = rows.shape[1] // f
+        reps = 1 if x.ndim == 2 else rows.shape[1] // f
         ones = None  # made at the first sum: inference needs none, nor the batch size
 
         def colsum(a):

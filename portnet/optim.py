@@ -211,6 +211,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self._hyper_parameters().items())
+        if self.weight_decay:
+            extra += f", weight_decay={self.weight_decay:g}"
         return f"{type(self).__name__}(lr={self.schedule!r}{extra})"
 
 

@@ -159,7 +159,7 @@ CASES = [
     _case(
         "cnn-plus-mlp-flip",
         FASHION,
-        "--model cnn --batch-norm",
+        "--model cnn --no-batch-norm",
         "so they would be ignored",
     ),
     _case(

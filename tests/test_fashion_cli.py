@@ -176,7 +176,9 @@ def test_run_writes_every_output(sample_run):
     assert "backend numpy" in stdout and "embedded sample" in stdout
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in stdout
     # The model's summary: 784-64-10, its parameters, activations at batch 64.
-    assert "parameters: 50,890 (50,890 trainable)" in stdout
+    # 784x64 weights (no bias before BatchNorm), its gamma and beta (+ 128 running
+    # statistics, not trained), then 64x10 + 10.
+    assert "parameters: 51,082 (50,954 trainable)" in stdout
     assert "(64, 64)" in stdout and "activations at batch 64" in stdout
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
