@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--l1", type=RULES["l1"].arg, help="L1 penalty on the weights (default 0)")
     g.add_argument("--l2", type=RULES["l2"].arg, help="L2 penalty on the weights (default 0)")
     g.add_argument(
-        "--weight-decay", type=RULES["weight_decay"].arg, help="decoupled weight decay (default 0)"
+        "--weight-decay",
+        type=RULES["weight_decay"].arg,
+        help="decoupled weight decay: each step multiplies the weights by 1 - lr * this "
+        f"(default {DEFAULTS['weight_decay']:g})",
     )
     g.add_argument(
         "--label-smoothing",
@@ -343,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model    {summary}, {model.optimizer!r}, batch {config['batch_size']}, "
         f"{config['epochs']} epochs"
-        + (", predictions averaged with the mirror images'" if model.test_time_flip else "")
+        + (f", label smoothing {config['label_smoothing']:g}" if config["label_smoothing"] else "")
+        + (", test-time flips" if model.test_time_flip else "")
     )
     print(model.summary(config["batch_size"]))
     if args.lr_find:

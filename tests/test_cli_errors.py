@@ -157,7 +157,7 @@ CASES = [
         "this run's network has none: add --flip",
     ),
     _case(
-        "cnn-plus-mlp-flip",
+        "cnn-plus-mlp-batch-norm",
         FASHION,
         "--model cnn --no-batch-norm",
         "so they would be ignored",

@@ -65,6 +65,7 @@ def test_every_flag_reaches_the_run_configuration(tmp_path):
         "--epochs": ("3", "epochs", 3),
         "--l2": ("0.0001", "l2", 0.0001),
         "--weight-decay": ("0.01", "weight_decay", 0.01),
+        "--label-smoothing": ("0.05", "label_smoothing", 0.05),
         "--patience": ("4", "patience", 4),
         "--seed": ("9", "seed", 9),
         "--out": (str(tmp_path / "run"), "out", str(tmp_path / "run")),
@@ -79,9 +80,10 @@ def test_every_flag_reaches_the_run_configuration(tmp_path):
     # The on/off options of the MLP, both ways.
     for value in (True, False):
         prefix = "--" if value else "--no-"
-        argv = [f"{prefix}batch-norm", f"{prefix}flip"]
+        argv = [f"{prefix}batch-norm", f"{prefix}flip", f"{prefix}test-time-flip"]
         config = fashion.resolve_config(fashion.build_parser().parse_args(argv))
         assert config["batch_norm"] is value and config["flip"] is value
+        assert config["test_time_flip"] is value
     # Left out, each option keeps its default.
     defaults = fashion.resolve_config(fashion.build_parser().parse_args([]))
     for key, value in fashion.DEFAULTS.items():
@@ -368,3 +370,16 @@ def test_lr_find_writes_its_curve_and_suggests_a_rate_instead_of_training(tmp_pa
     assert f"--lr {suggested:.3g}" in result.stdout
     assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "model.npz").exists() and not (out / "history.json").exists()
+
+
+def test_test_time_flips_follow_the_training_flips_unless_set():
+    from experiments import fashion
+    from experiments.fashion_config import uses_test_time_flip
+
+    def resolved(argv):
+        return fashion.resolve_config(fashion.build_parser().parse_args(argv))
+
+    assert uses_test_time_flip(resolved([])) is True  # the default MLP flips
+    assert uses_test_time_flip(resolved(["--no-flip"])) is False
+    assert uses_test_time_flip(resolved(["--model", "cnn"])) is True  # cnn.yaml's RandomFlip
+    assert uses_test_time_flip(resolved(["--model", "cnn", "--no-test-time-flip"])) is False
