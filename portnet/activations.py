@@ -106,6 +106,12 @@ def softmax(xp, z):
     return e / xp.sum(e, axis=-1, keepdims=True)
 
 
+def log_softmax(xp, z):
+    """``log softmax`` along the last axis, shifted by the row maximum."""
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
 ACTIVATIONS = {
     "identity": Identity,
     "linear": Identity,

@@ -13,7 +13,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .activations import softmax, stable_sigmoid
+from .activations import log_softmax, softmax, stable_sigmoid
 from .config import build, check_number
 from .errors import ConfigError, InputError
 from .sync_free import relu, scalar_like
@@ -48,6 +48,8 @@ class Loss:
     name = ""
     #: Activation layer (class name) fused into the loss; a model ending in it trains on logits.
     output_activation: str | None = None
+    #: Whether :meth:`average_outputs` gives the mean of two views' predictions.
+    averages_views = True
 
     def __call__(
         self, outputs: Any, targets: Any, grad_scale: Any = 1.0, weights: Any = None
@@ -111,7 +113,8 @@ class Loss:
 
     def average_outputs(self, xp: Any, first: Any, second: Any) -> Any:
         """Outputs whose predictions are the mean of two views' predictions (test-time
-        augmentation): here the mean of the outputs themselves."""
+        augmentation): here the mean of the outputs themselves. Meaningful only where
+        :attr:`averages_views` is true."""
         return (first + second) * 0.5
 
     def count_correct(self, xp: Any, outputs: Any, targets: Any) -> Any:
@@ -219,7 +222,7 @@ class SoftmaxCrossEntropy(Loss):
         :math:`\log\frac12(\mathrm{softmax}(a) + \mathrm{softmax}(b))`, computed from
         the log-probabilities shifted by their element-wise maximum (no overflow). The
         loss of these logits is the cross-entropy of the averaged probabilities."""
-        log_a, log_b = _log_softmax(xp, first), _log_softmax(xp, second)
+        log_a, log_b = log_softmax(xp, first), log_softmax(xp, second)
         top = xp.maximum(log_a, log_b)
         return top + xp.log((xp.exp(log_a - top) + xp.exp(log_b - top)) * 0.5)
 
@@ -245,6 +248,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     name = "sigmoid_binary_cross_entropy"
     output_activation = "Sigmoid"
+    averages_views = False  # the mean of two logits is not that of two probabilities
 
     def per_sample(self, xp, logits, targets):
         targets = xp.reshape(xp.astype(targets, logits.dtype), logits.shape)
@@ -295,12 +299,6 @@ class MeanSquaredError(Loss):
             per_row *= dim
         squares = xp.reshape(diff * diff, (outputs.shape[0], -1))
         return xp.sum(squares, axis=1) / per_row, diff * (2.0 / per_row)
-
-
-def _log_softmax(xp, logits):
-    """``log softmax`` along the last axis, shifted by the row maximum."""
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def _xp(array):

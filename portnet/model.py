@@ -118,15 +118,14 @@ class Model:
         train_layers = self.network.layers[:-1] if self._fused else self.network.layers
         if not train_layers:
             raise ConfigError("the model has no layer before its output activation")
-        self.test_time_flip = bool(test_time_flip)
-        if self.test_time_flip:
+        if test_time_flip:
             _check_test_time_flip(self.network, self.loss)
         self.trainer = Trainer(
             Sequential(train_layers),
             self.loss,
             optimizer,
             self.regularizers,
-            test_time_flip=self.test_time_flip,
+            test_time_flip=bool(test_time_flip),
         )
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
@@ -154,6 +153,11 @@ class Model:
         """The network's parameters on the device, one dict per layer (a fused output
         activation, which has none, included): ``state.params`` plus that layer's ``{}``."""
         return list(self.state.params) + ([{}] if self._fused else [])
+
+    @property
+    def test_time_flip(self) -> bool:
+        """Whether predictions average each image's and its mirror image's (the trainer's)."""
+        return self.trainer.test_time_flip
 
     @property
     def epochs_trained(self) -> int:
@@ -437,7 +441,6 @@ def _check_test_time_flip(network: Sequential, loss: Loss) -> None:
     """test_time_flip needs a RandomFlip to make the mirror images, and predictions
     that can be averaged."""
     from .augment import RandomFlip
-    from .losses import SigmoidBinaryCrossEntropy
 
     if not any(isinstance(layer, RandomFlip) for layer in network.layers):
         raise ConfigError(
@@ -446,8 +449,8 @@ def _check_test_time_flip(network: Sequential, loss: Loss) -> None:
             "RandomFlip() after the Reshape that turns rows into images (pn.mlp(..., "
             "flip=(1, 28, 28)) does it for an MLP), or drop test_time_flip."
         )
-    if isinstance(loss, SigmoidBinaryCrossEntropy):
+    if not loss.averages_views:
         raise ConfigError(
             "test_time_flip is available for the softmax cross-entropy and mean squared "
-            "error losses, not for sigmoid_binary_cross_entropy; drop test_time_flip."
+            f"error losses, not for {loss.name}; drop test_time_flip."
         )
