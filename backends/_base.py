@@ -16,19 +16,22 @@ from portnet.inplace import supports_inplace
 
 @dataclasses.dataclass
 class TransferCount:
-    """How many times data crossed between host and device.
+    """How many times data crossed between host and device, or between libraries.
 
     ``to_host`` counts :meth:`Backend.to_numpy` calls (each one is a device
     synchronisation on a GPU); ``to_device`` counts :meth:`Backend.asarray` calls
-    that were given host (NumPy) data.
+    that were given host (NumPy) data; ``between_libraries`` counts arrays of
+    another GPU library (a torch or JAX array given to the CuPy backend) copied
+    onto the backend's device.
     """
 
     to_host: int = 0
     to_device: int = 0
+    between_libraries: int = 0
 
     @property
     def total(self) -> int:
-        return self.to_host + self.to_device
+        return self.to_host + self.to_device + self.between_libraries
 
 
 _active_counters: list[TransferCount] = []

@@ -1,4 +1,12 @@
-"""CuPy on an NVIDIA GPU, through array-api-compat's CuPy namespace."""
+"""CuPy on an NVIDIA GPU, through array-api-compat's CuPy namespace.
+
+An array of another GPU library given to :meth:`CupyBackend.asarray` (a torch
+tensor or a JAX array on the GPU) is copied, not aliased: CuPy would otherwise wrap
+its memory through ``__cuda_array_interface__``, so portnet's in-place updates
+would change the caller's tensor behind its library's back. The copy is counted in
+:func:`portnet.count_transfers` (``between_libraries``); ``zero_copy=True`` asks
+for the alias instead.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import numpy as np
 
 from portnet.errors import BackendError
 
-from ._base import Backend
+from ._base import Backend, _record
 
 _INSTALL_HINT = (
     'Install CuPy for your CUDA version with `pip install "portnet[cuda12]"` or '
@@ -38,6 +46,32 @@ class CupyBackend(Backend):
         with self.device:
             return self.cupy.asarray(array, dtype=dtype)
 
+    def asarray(self, array: Any, dtype: Any = None, *, zero_copy: bool = False) -> Any:
+        """Put ``array`` on this GPU; another GPU library's array is copied.
+
+        Parameters
+        ----------
+        array : array_like
+            NumPy array, Python scalar or sequence (uploaded, counted as
+            ``to_device``), a CuPy array, or another library's GPU array (anything
+            with ``__cuda_array_interface__``, such as a torch CUDA tensor or a JAX
+            GPU array): copied device to device and counted as ``between_libraries``.
+        dtype : str or dtype, optional
+            Target dtype; by default the input's.
+        zero_copy : bool
+            For another library's GPU array only: wrap its memory instead of
+            copying it. The result then shares memory with ``array``: an in-place
+            update through either changes both, and nothing is counted.
+        """
+        if not _is_foreign_gpu_array(array, self.cupy):
+            return super().asarray(array, dtype)
+        dtype = self.dtype(dtype) if dtype is not None else None
+        with self.device:
+            if zero_copy:
+                return self.cupy.asarray(array, dtype=dtype)
+            _record("between_libraries")
+            return self.cupy.array(array, dtype=dtype, copy=True)
+
     def _to_host(self, array):
         return self.cupy.asnumpy(array)
 
@@ -54,6 +88,12 @@ class CupyBackend(Backend):
 
     def device_scope(self):
         return self.cupy.cuda.Device(self.device.id)
+
+
+def _is_foreign_gpu_array(array: Any, cupy: Any) -> bool:
+    """Whether ``array`` is another library's GPU array that CuPy would alias."""
+    # A CPU torch tensor or JAX array raises AttributeError here, so hasattr is False.
+    return not isinstance(array, cupy.ndarray) and hasattr(array, "__cuda_array_interface__")
 
 
 def _parse_device(device: str | None) -> int:
