@@ -5,7 +5,13 @@ each working GPU backend, and each training step after the first of an epoch is
 watched (:class:`_WatchSteps`): on torch-cuda with ``set_sync_debug_mode("error")``
 and PyTorch's dispatcher counts (:func:`check_torch`); on CuPy with a spin kernel
 queued before the step, which a step that waits for the GPU cannot outrun
-(:class:`CupySpin`, :func:`check_cupy`). Each run gives one :class:`SyncCheck`.
+(:class:`CupySpin`, :func:`check_cupy`); on JAX under
+``jax_transfer_guard="disallow"``, which makes every implicit transfer between host
+and device raise (:func:`check_jax`). Each run gives one :class:`SyncCheck`.
+
+On the emulated CuPy (:mod:`portnet.testing.emulated_cupy`, gpu_check's stand-in
+without a GPU) nothing can be queued, so the spin is :class:`EmulatedSpin`, which
+never delays; the emulation itself raises on every hidden host sync.
 """
 
 from __future__ import annotations
@@ -81,8 +87,16 @@ def _fit_watched(option: TrainingOption, backend: Any, watch: _WatchSteps) -> No
 
 def _failure(option: TrainingOption, label: str, exc: BaseException) -> SyncCheck:
     where = traceback.extract_tb(exc.__traceback__)[-1]
-    detail = f"{type(exc).__name__}: {str(exc).splitlines()[0]} ({where.filename}:{where.lineno})"
-    is_sync = "synchroniz" in str(exc).lower()
+    first = (str(exc).splitlines() or [""])[0]
+    detail = f"{type(exc).__name__}: {first} ({where.filename}:{where.lineno})"
+    # torch's sync debug mode says "synchronizing", JAX's transfer guard "Disallowed
+    # ... transfer", and the emulated CuPy raises HostSyncError.
+    text = str(exc).lower()
+    is_sync = (
+        "synchroniz" in text
+        or ("disallowed" in text and "transfer" in text)
+        or type(exc).__name__ == "HostSyncError"
+    )
     return SyncCheck(option.name, label, "sync" if is_sync else "error", detail)
 
 
@@ -150,7 +164,27 @@ class CupySpin:
         return time.perf_counter() - start
 
 
-def check_cupy(option: TrainingOption, backend: Any, spin: CupySpin) -> SyncCheck:
+class EmulatedSpin:
+    """The spin's stand-in on the emulated CuPy: launches nothing, so never delays a step.
+
+    A hidden sync there raises :class:`~portnet.testing.emulated_cupy.HostSyncError`
+    instead of waiting, so the check still fails on one.
+    """
+
+    seconds = float("inf")
+
+    def launch(self) -> None:
+        pass
+
+
+def make_spin(backend: Any, seconds: float) -> CupySpin | EmulatedSpin:
+    """A :class:`CupySpin` on a real GPU, an :class:`EmulatedSpin` on the emulated CuPy."""
+    if str(getattr(backend.cupy, "__version__", "")).endswith("+emulated"):
+        return EmulatedSpin()
+    return CupySpin(backend, seconds)
+
+
+def check_cupy(option: TrainingOption, backend: Any, spin: CupySpin | EmulatedSpin) -> SyncCheck:
     """Queue a spin before each watched step: the step must return before the spin ends."""
     host_times: list[float] = []
     started: list[float] = []
@@ -170,22 +204,73 @@ def check_cupy(option: TrainingOption, backend: Any, spin: CupySpin) -> SyncChec
         return _failure(option, "cupy", exc)
     worst = max(host_times)
     verdict = "ok" if worst < 0.5 * spin.seconds else "sync"
-    detail = (
-        f"{len(host_times)} steps, host time of the slowest {worst * 1e3:.1f} ms "
-        f"while a {spin.seconds * 1e3:.0f} ms spin was queued"
-    )
+    if isinstance(spin, EmulatedSpin):
+        detail = f"{len(host_times)} steps on the emulated CuPy (a hidden host sync raises there)"
+    else:
+        detail = (
+            f"{len(host_times)} steps, host time of the slowest {worst * 1e3:.1f} ms "
+            f"while a {spin.seconds * 1e3:.0f} ms spin was queued"
+        )
     return SyncCheck(option.name, "cupy", verdict, detail)
 
 
-def sync_checks(working: dict[str, Any], spin_seconds: float) -> list[SyncCheck]:
-    """Every option on every working GPU backend."""
-    checks = []
-    spin = CupySpin(working["cupy"], spin_seconds) if "cupy" in working else None
-    for option in OPTIONS:
-        if "torch-cuda" in working:
-            checks.append(check_torch(option, working["torch-cuda"]))
-        if spin is not None:
-            checks.append(check_cupy(option, working["cupy"], spin))
-        for check in checks[-len(working) :]:
+def check_jax(option: TrainingOption, backend: Any) -> SyncCheck:
+    """JAX's device-to-host transfer guard "disallow" during the watched steps.
+
+    An implicit device-to-host transfer (``float()`` or ``bool()`` of a device value,
+    ``np.asarray`` of one) makes the host wait for the device, and raises under the
+    guard; explicit ones (``device_get``) pass. Host-to-device transfers are left
+    alone: a Python scalar turned into a device scalar (JAX's eager slicing with
+    Python ints does this) is queued without waiting. On the CPU, device memory is
+    host memory and the guard sees nothing: there only the plumbing is exercised.
+    """
+    jax = backend.jax
+    label = f"jax-{'cpu' if backend.device_name == 'cpu' else 'cuda'}"
+    setting = "jax_transfer_guard_device_to_host"
+    before = getattr(jax.config, setting)
+    count = [0]
+
+    def arm():
+        count[0] += 1
+        jax.config.update(setting, "disallow")
+
+    def disarm():
+        jax.config.update(setting, before)
+
+    try:
+        _fit_watched(option, backend, _WatchSteps(arm, disarm))
+    except Exception as exc:
+        return _failure(option, label, exc)
+    finally:
+        disarm()
+    detail = f"{count[0]} steps under transfer_guard_device_to_host('disallow')"
+    return SyncCheck(option.name, label, "ok", detail)
+
+
+#: The check of each GPU backend label, in the order they run per option.
+CHECKS: dict[str, Callable[..., SyncCheck]] = {
+    "torch-cuda": check_torch,
+    "cupy": check_cupy,
+    "jax-cuda": check_jax,
+}
+
+
+def sync_checks(
+    working: dict[str, Any], spin_seconds: float, deadline: float | None = None
+) -> tuple[list[SyncCheck], int]:
+    """Every option on every working GPU backend, until ``deadline`` (``perf_counter``).
+
+    Returns the checks made and how many option × backend runs the deadline left out.
+    """
+    checks: list[SyncCheck] = []
+    labels = [label for label in CHECKS if label in working]
+    spin = make_spin(working["cupy"], spin_seconds) if "cupy" in working else None
+    for done, option in enumerate(OPTIONS):
+        if deadline is not None and time.perf_counter() > deadline:
+            return checks, (len(OPTIONS) - done) * len(labels)
+        for label in labels:
+            extra = (spin,) if label == "cupy" else ()
+            check = CHECKS[label](option, working[label], *extra)
+            checks.append(check)
             print(f"[sync] {check.backend:10s} {check.option:20s} {check.verdict}: {check.detail}")
-    return checks
+    return checks, 0

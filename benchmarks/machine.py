@@ -114,13 +114,11 @@ def _scheduling() -> dict[str, Any]:
 
 
 def _nvidia_smi() -> list[dict[str, Any]]:
+    """Every GPU the driver has, in nvidia-smi's (PCI) order and numbering."""
+    fields = "index,uuid,name,driver_version,memory.total"
     try:
         proc = subprocess.run(
-            [
-                "nvidia-smi",
-                "--query-gpu=index,name,driver_version,memory.total",
-                "--format=csv,noheader",
-            ],  # fmt: skip
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -129,9 +127,75 @@ def _nvidia_smi() -> list[dict[str, Any]]:
         return []
     gpus = []
     for line in proc.stdout.strip().splitlines() if proc.returncode == 0 else []:
-        index, name, driver, memory = (part.strip() for part in line.split(",", 3))
-        gpus.append({"index": int(index), "name": name, "driver": driver, "memory": memory})
+        try:
+            index, uuid, name, driver, memory = (part.strip() for part in line.split(",", 4))
+            row = {"index": int(index), "uuid": uuid, "name": name, "driver": driver}
+            gpus.append({**row, "memory": memory})
+        except ValueError:  # a warning line or an unexpected format: not a GPU row
+            continue
     return gpus
+
+
+def _uuid_key(uuid: Any) -> str:
+    """A GPU UUID as nvidia-smi, torch and CuPy spell it, reduced to bare lowercase hex."""
+    if isinstance(uuid, bytes | bytearray) and len(uuid) == 16:
+        uuid = uuid.hex()
+    text = uuid.decode() if isinstance(uuid, bytes | bytearray) else str(uuid)
+    return text.lower().removeprefix("gpu-").replace("-", "")
+
+
+def _visible_order(gpus: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """nvidia-smi's GPUs in the order ``CUDA_VISIBLE_DEVICES`` gives CUDA, or None.
+
+    nvidia-smi ignores the variable, so its index 2 is ``cuda:0`` under
+    ``CUDA_VISIBLE_DEVICES=2``. Entries are indices or UUID prefixes; CUDA stops at
+    the first entry that names no GPU. None when the variable is unset.
+    """
+    setting = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if setting is None:
+        return None
+    visible = []
+    for token in (t.strip() for t in setting.split(",")):
+        if token.isdigit():
+            match = [g for g in gpus if g["index"] == int(token)]
+        else:
+            key = _uuid_key(token)
+            match = [g for g in gpus if key and _uuid_key(g.get("uuid", "")).startswith(key)]
+        if len(match) != 1:
+            break
+        visible.append(match[0])
+    return visible
+
+
+def _library_gpus() -> list[dict[str, Any]]:
+    """The GPUs CuPy and torch see (already imported ones only), by CUDA's numbering."""
+    seen: dict[int, dict[str, Any]] = {}
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and not str(getattr(cupy, "__version__", "")).endswith("+emulated"):
+        try:
+            runtime = cupy.cuda.runtime
+            for i in range(runtime.getDeviceCount()):
+                props = runtime.getDeviceProperties(i)
+                name = props["name"]
+                gpu = seen.setdefault(i, {"index": i, "source": "cupy"})
+                gpu["name"] = name.decode() if isinstance(name, bytes) else name
+                if props.get("uuid"):
+                    gpu["uuid"] = props["uuid"]
+                gpu["driver"] = _cuda_version(runtime.driverGetVersion())
+                gpu["cuda_runtime"] = f"{_cuda_version(runtime.runtimeGetVersion())} (CuPy)"
+        except Exception as exc:  # a broken CUDA install must not sink the benchmark
+            seen.setdefault(-1, {"index": -1, "source": "cupy", "error": str(exc)})
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            gpu = seen.setdefault(i, {"index": i, "source": "torch"})
+            gpu.setdefault("name", torch.cuda.get_device_name(i))
+            uuid = getattr(torch.cuda.get_device_properties(i), "uuid", None)
+            if uuid is not None:
+                gpu.setdefault("uuid", str(uuid))
+            runtime = f"{torch.version.cuda} (torch)"
+            gpu["cuda_runtime"] = ", ".join(filter(None, [gpu.get("cuda_runtime"), runtime]))
+    return [seen[i] for i in sorted(seen)]
 
 
 def _cuda_version(code: int) -> str:
@@ -142,30 +206,47 @@ def _cuda_version(code: int) -> str:
 def gpu_info() -> list[dict[str, Any]]:
     """The NVIDIA GPUs: name, driver and CUDA runtime, from nvidia-smi, CuPy and torch.
 
-    Only libraries already imported are asked (importing CuPy to find out would slow
-    every CPU run); nvidia-smi is asked always. Empty on a machine without a GPU.
+    Numbered as CUDA numbers them (``index``: ``cuda:<index>``); ``physical_index``
+    is nvidia-smi's number where it differs. A GPU that CuPy or torch sees is matched
+    to nvidia-smi's row by UUID, else through ``CUDA_VISIBLE_DEVICES``; without
+    either library, nvidia-smi's rows are renumbered through that variable. Only
+    libraries already imported are asked (importing CuPy to find out would slow every
+    CPU run); nvidia-smi is asked always. Empty on a machine without a GPU.
     """
-    gpus = {gpu["index"]: {**gpu, "source": "nvidia-smi"} for gpu in _nvidia_smi()}
-    cupy = sys.modules.get("cupy")
-    if cupy is not None and not str(getattr(cupy, "__version__", "")).endswith("+emulated"):
-        try:
-            runtime = cupy.cuda.runtime
-            for i in range(runtime.getDeviceCount()):
-                name = runtime.getDeviceProperties(i)["name"]
-                gpu = gpus.setdefault(i, {"index": i, "source": "cupy"})
-                gpu.setdefault("name", name.decode() if isinstance(name, bytes) else name)
-                gpu.setdefault("driver", _cuda_version(runtime.driverGetVersion()))
-                gpu["cuda_runtime"] = f"{_cuda_version(runtime.runtimeGetVersion())} (CuPy)"
-        except Exception as exc:  # a broken CUDA install must not sink the benchmark
-            gpus.setdefault(-1, {"index": -1, "source": "cupy", "error": str(exc)})
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            gpu = gpus.setdefault(i, {"index": i, "source": "torch"})
-            gpu.setdefault("name", torch.cuda.get_device_name(i))
-            runtime = f"{torch.version.cuda} (torch)"
-            gpu["cuda_runtime"] = ", ".join(filter(None, [gpu.get("cuda_runtime"), runtime]))
-    return [gpus[i] for i in sorted(gpus)]
+    smi = _nvidia_smi()
+    visible = _visible_order(smi)
+    in_cuda_order = smi if visible is None else visible
+    by_uuid = {_uuid_key(g["uuid"]): g for g in smi if g.get("uuid")}
+    libraries = _library_gpus()
+    if not [g for g in libraries if g["index"] >= 0]:
+        # No library to ask: nvidia-smi's rows in CUDA's order, renumbered from 0.
+        rows = [
+            {**g, "index": i, "physical_index": g["index"], "source": "nvidia-smi"}
+            for i, g in enumerate(in_cuda_order)
+        ]
+        return _with_physical(rows) + libraries
+    gpus = []
+    for gpu in libraries:
+        row = by_uuid.get(_uuid_key(gpu.get("uuid", ""))) if gpu.get("uuid") else None
+        if row is None and 0 <= gpu["index"] < len(in_cuda_order):
+            row = in_cuda_order[gpu["index"]]
+        merged = {**(row or {}), **{k: v for k, v in gpu.items() if k != "driver"}}
+        merged["driver"] = (row or gpu).get("driver")
+        merged["index"] = gpu["index"]
+        merged["physical_index"] = row["index"] if row else None
+        gpus.append(merged)
+    return _with_physical(gpus)
+
+
+def _with_physical(gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep ``physical_index`` only where it differs from CUDA's ``index``."""
+    out = []
+    for gpu in gpus:
+        physical = gpu.pop("physical_index", None)
+        if physical is not None and physical != gpu["index"]:
+            gpu["physical_index"] = physical
+        out.append(gpu)
+    return out
 
 
 def machine_info() -> dict[str, Any]:
