@@ -27,7 +27,14 @@ from .errors import (
 )
 from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
 from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
-from .losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, get_loss
+from .losses import (
+    HalfPoissonDeviance,
+    HalfSquaredError,
+    MeanSquaredError,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    get_loss,
+)
 from .lr_range import LRFinderResult, lr_find
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
 from .model import Model
@@ -68,6 +75,8 @@ __all__ = [
     "DivergenceWarning",
     "Dropout",
     "ExponentialDecay",
+    "HalfPoissonDeviance",
+    "HalfSquaredError",
     "History",
     "Identity",
     "InputError",

@@ -301,6 +301,72 @@ class MeanSquaredError(Loss):
         return xp.sum(squares, axis=1) / per_row, diff * (2.0 / per_row)
 
 
+class HalfSquaredError(Loss):
+    r"""Half the squared error, summed over a sample's outputs.
+
+    .. math:: \ell_n = \tfrac12 \sum_k (y_{nk} - t_{nk})^2,
+              \qquad \frac{\partial \ell_n}{\partial y_n} = y_n - t_n
+
+    The loss scikit-learn's ``MLPRegressor`` trains with (``loss="squared_error"``);
+    with one output it is half the mean squared error.
+    """
+
+    name = "half_squared_error"
+
+    def per_sample(self, xp, outputs, targets):
+        targets = xp.reshape(xp.astype(targets, outputs.dtype), outputs.shape)
+        diff = outputs - targets
+        squares = xp.reshape(diff * diff, (outputs.shape[0], -1))
+        return 0.5 * xp.sum(squares, axis=1), diff
+
+
+class HalfPoissonDeviance(Loss):
+    r"""Half the Poisson deviance, with a log link: the outputs are :math:`z = \log\mu`.
+
+    .. math:: \ell_n = \sum_k e^{z_{nk}} - t_{nk} z_{nk} + t_{nk} \log t_{nk} - t_{nk},
+              \qquad \frac{\partial \ell_n}{\partial z_n} = e^{z_n} - t_n
+
+    with :math:`0 \log 0 = 0`. Targets are counts or rates, :math:`t \ge 0`; the
+    predictions are the means :math:`\mu = e^z`. scikit-learn's
+    ``MLPRegressor(loss="poisson")`` trains with it; its minimum, 0, is reached at
+    :math:`\mu = t`.
+    """
+
+    name = "poisson"
+
+    def per_sample(self, xp, outputs, targets):
+        targets = xp.reshape(xp.astype(targets, outputs.dtype), outputs.shape)
+        mean = xp.exp(outputs)
+        positive = targets > 0
+        t_log_t = xp.where(positive, targets * xp.log(xp.where(positive, targets, 1.0)), 0.0)
+        elementwise = mean - targets * outputs + t_log_t - targets
+        losses = xp.reshape(elementwise, (outputs.shape[0], -1))
+        return xp.sum(losses, axis=1), mean - targets
+
+    def check_host_targets(self, y, n_outputs, n_samples, name="y"):
+        """Non-negative targets, as float64."""
+        _check_length_and_finite(y, n_samples, name)
+        if y.size and y.min() < 0:
+            raise InputError(
+                f"{name} has negative values (min {y.min():g}), but the Poisson loss models "
+                "counts or rates, which are >= 0: use the squared error for such targets."
+            )
+        return y.astype(np.float64)
+
+    def probabilities(self, xp, outputs):
+        """The predicted means :math:`e^z`."""
+        return xp.exp(outputs)
+
+    def predict(self, xp, outputs):
+        """The predicted means :math:`e^z`."""
+        return xp.exp(outputs)
+
+    def average_outputs(self, xp, first, second):
+        """Outputs whose predicted means are the mean of the two views' means."""
+        top = xp.maximum(first, second)
+        return top + xp.log((xp.exp(first - top) + xp.exp(second - top)) * 0.5)
+
+
 def _xp(array):
     import array_api_compat
 
@@ -331,6 +397,8 @@ LOSSES = {
     "binary_cross_entropy": SigmoidBinaryCrossEntropy,
     "bce": SigmoidBinaryCrossEntropy,
     "mse": MeanSquaredError,
+    "half_squared_error": HalfSquaredError,
+    "poisson": HalfPoissonDeviance,
 }
 
 

@@ -45,13 +45,35 @@ def loss_data(case, seed=0, n=6, k=4):
             rng.normal(size=(n, 1)) * 2,
             rng.integers(0, 2, (n, 1)).astype(float),
         )
+    if case == "bce-multilabel":
+        return (
+            pn.SigmoidBinaryCrossEntropy(),
+            rng.normal(size=(n, 3)) * 2,
+            rng.integers(0, 2, (n, 3)).astype(float),
+        )
     if case == "mse":
         return pn.MeanSquaredError(), rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    if case == "half-se":
+        return pn.HalfSquaredError(), rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    if case == "poisson":  # log-means and counts, zeros among them
+        return pn.HalfPoissonDeviance(), rng.normal(size=(n, 3)), rng.poisson(1.5, (n, 3))
     raise AssertionError(case)
 
 
 SMOOTHING = 0.1
-LOSS_CASES = ["sce-labels", "sce-smooth", "sce-onehot", "bce-1d", "bce-2d", "mse"]
+LOSS_CASES = [
+    "sce-labels",
+    "sce-smooth",
+    "sce-onehot",
+    "bce-1d",
+    "bce-2d",
+    "bce-multilabel",
+    "mse",
+    "half-se",
+    "poisson",
+]
+# A log-link output of 1e4 is a mean of e^10000: no float holds it.
+EXTREME_CASES = [case for case in LOSS_CASES if case != "poisson"]
 
 
 def loss_oracle(case, z, t):
@@ -65,11 +87,18 @@ def loss_oracle(case, z, t):
     if case.startswith("bce"):
         value = np.sum(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))) / n
         return value, (np_sigmoid(z) - t) / n
+    if case == "half-se":
+        return 0.5 * np.sum((z - t) ** 2) / n, (z - t) / n
+    if case == "poisson":
+        t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0.0)
+        return np.sum(np.exp(z) - t * z + t_log_t - t) / n, (np.exp(z) - t) / n
     return np.mean((z - t) ** 2), 2 * (z - t) / z.size
 
 
 def targets_on(backend, t, dtype):
-    return backend.asarray(t, "int64") if t.dtype.kind == "i" else backend.asarray(t, dtype)
+    if t.dtype.kind == "i" and t.ndim == 1:
+        return backend.asarray(t, "int64")
+    return backend.asarray(t, dtype)
 
 
 @pytest.mark.parametrize("case", LOSS_CASES)
@@ -108,7 +137,7 @@ def test_sigmoid_bce_accepts_mixed_target_shapes(backend):
     np.testing.assert_allclose(backend.to_numpy(g2), g_ref[:, 0], **tol)
 
 
-@pytest.mark.parametrize("case", LOSS_CASES)
+@pytest.mark.parametrize("case", EXTREME_CASES)
 def test_loss_extreme_logits(backend, case):
     """Logits of +-1e4 in float32: finite, correct value and gradient."""
     loss, z_h, t_h = loss_data(case, seed=8)
@@ -121,7 +150,7 @@ def test_loss_extreme_logits(backend, case):
     v, g = float(backend.to_numpy(value)), backend.to_numpy(grad)
     assert np.isfinite(v) and np.all(np.isfinite(g)), (v, g)
     v_ref, g_ref = loss_oracle(case, z_h, t_h)
-    assert v_ref > 100 or case == "mse"  # the targets disagree with some huge logits
+    assert v_ref > 100 or case.endswith("se")  # the targets disagree with some huge logits
     np.testing.assert_allclose(v, v_ref, **tolerance("float32"))
     np.testing.assert_allclose(g, g_ref, **tolerance("float32"))
 
@@ -151,8 +180,16 @@ def torch_loss(torch, case, z, t):
         return F.cross_entropy(z, torch.tensor(t), label_smoothing=SMOOTHING)
     if case == "sce-onehot":
         return F.cross_entropy(z, torch.tensor(t))  # class-probability targets
+    if case == "bce-multilabel":  # summed over a sample's outputs
+        return F.binary_cross_entropy_with_logits(z, torch.tensor(t), reduction="sum") / len(z)
     if case.startswith("bce"):
         return F.binary_cross_entropy_with_logits(z, torch.tensor(t))
+    if case == "half-se":
+        return 0.5 * F.mse_loss(z, torch.tensor(t), reduction="sum") / len(z)
+    if case == "poisson":
+        t = torch.tensor(t, dtype=z.dtype)
+        constant = torch.sum(torch.special.xlogy(t, t) - t)
+        return (F.poisson_nll_loss(z, t, log_input=True, reduction="sum") + constant) / len(z)
     return F.mse_loss(z, torch.tensor(t))
 
 
@@ -174,6 +211,8 @@ def test_get_loss_names():
     assert isinstance(pn.get_loss("cross_entropy"), pn.SoftmaxCrossEntropy)
     assert isinstance(pn.get_loss("bce"), pn.SigmoidBinaryCrossEntropy)
     assert isinstance(pn.get_loss("mse"), pn.MeanSquaredError)
+    assert isinstance(pn.get_loss("half_squared_error"), pn.HalfSquaredError)
+    assert isinstance(pn.get_loss("poisson"), pn.HalfPoissonDeviance)
     with pytest.raises(ValueError, match="mse"):
         pn.get_loss("hinge")
 
@@ -188,3 +227,13 @@ def test_label_smoothing_is_saved_and_checked(tmp_path):
     assert pn.Model([pn.Dense(4, 3)]).get_config()["loss"] == "softmax_cross_entropy"
     with pytest.raises(pn.ConfigError, match="label_smoothing"):
         pn.SoftmaxCrossEntropy(label_smoothing=1.0)
+
+
+def test_poisson_loss_refuses_negative_targets_and_is_zero_at_the_targets(backend64):
+    loss = pn.HalfPoissonDeviance()
+    with pytest.raises(pn.InputError, match="negative.*squared error"):
+        loss.check_host_targets(np.array([1.0, -2.0]), 1, 2)
+    counts = np.array([[0.0], [1.0], [4.0]])
+    logits = np.log(np.where(counts > 0, counts, 1e-300))  # the mean equals the count
+    value, _ = loss(on(backend64, logits, "float64"), on(backend64, counts, "float64"))
+    assert abs(float(backend64.to_numpy(value))) < 1e-12
