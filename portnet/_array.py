@@ -57,7 +57,8 @@ def check_same_device(*arrays: Any) -> Any:
 def to_host(array: Any) -> Any:
     """A NumPy view of host data, or a NumPy copy of a device array (through its backend).
 
-    NumPy arrays, scalars, lists and tuples are returned through ``np.asarray``;
+    NumPy arrays, scalars, lists, tuples and other array-likes (pandas) are returned
+    through ``np.asarray``;
     arrays of another library (CuPy, torch, array-api-strict) come back through
     their backend's ``to_numpy``, the one counted device-to-host exit. Host-facing
     functions (plots, cross-validation, gradient checks, ``set_weights``) call
@@ -66,6 +67,8 @@ def to_host(array: Any) -> Any:
     import numpy as np
 
     if isinstance(array, np.ndarray | np.generic | list | tuple | int | float | bool):
+        return np.asarray(array)
+    if not array_api_compat.is_array_api_obj(array):  # pandas, or any array-like
         return np.asarray(array)
     from .backends import backend_of
 

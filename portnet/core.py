@@ -36,6 +36,7 @@ from .layers import Context, Layer, RandomStream
 from .losses import Loss
 from .optim import Optimizer
 from .regularizers import Regularizer
+from .rows import HostRows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,9 @@ class Trainer:
     test_time_flip : bool
         Inference averages the predictions for each input and for its mirror image
         (the network's RandomFlip layers mirror every image in the second pass).
+    loss_includes_penalty : bool
+        Report each step's loss with the penalties added, as scikit-learn's ``loss_``
+        does; by default the reported loss is the data's alone.
     """
 
     network: Layer
@@ -125,6 +129,7 @@ class Trainer:
     optimizer: Optimizer
     regularizers: Sequence[Regularizer] = ()
     test_time_flip: bool = False
+    loss_includes_penalty: bool = False
 
     def __post_init__(self) -> None:
         self.layers = list(getattr(self.network, "layers", [self.network]))
@@ -161,27 +166,40 @@ class Trainer:
         ctx: Context,
         grad_scale: Any = 1.0,
         wb: Any = None,
+        *,
+        regularize: bool = True,
+        batch_weight: Any = None,
     ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
         """Forward, loss, backprop and penalty gradients for one batch.
 
         ``wb``, optional, weighs the batch's samples (see :class:`~portnet.losses.Loss`).
+        ``regularize=False`` leaves the penalties out; ``batch_weight`` is what
+        per-sample penalties are divided by (by default the batch's total sample
+        weight: its size without ``wb``). A full-batch objective summed over
+        chunks regularizes once, with the whole data set's weight.
 
         Returns
         -------
         loss, correct : 0-d device arrays
-            The batch's mean loss (without penalties) and correct-prediction count.
+            The batch's mean loss (plus penalties with :attr:`loss_includes_penalty`)
+            and correct-prediction count.
         grads : list of dict
             Gradients of the mean loss plus penalties, times ``grad_scale``.
         state_updates : list of dict
             New values of non-trainable state, per layer (see
             :meth:`~portnet.Layer.forward_with_state`).
         """
+        xp = ctx.xp
         outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
         loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, weights=wb)
-        correct = self.loss.count_correct(ctx.xp, outputs, yb)
+        correct = self.loss.count_correct(xp, outputs, yb)
         _, grads = backprop(d_outputs)
-        if self.regularizers:
-            grads = self.add_penalty_grads(ctx.xp, params, grads, grad_scale)
+        if regularize and self.regularizers:
+            if batch_weight is None:
+                batch_weight = xb.shape[0] if wb is None else xp.sum(wb)
+            if self.loss_includes_penalty:  # before the update: the weights this loss saw
+                loss = loss + self.penalty(xp, params, batch_weight)
+            grads = self.add_penalty_grads(xp, params, grads, grad_scale, batch_weight)
         return loss, correct, grads, state_updates
 
     def train_step(
@@ -215,24 +233,32 @@ class Trainer:
         params = apply_state_updates(params, updates)
         return state.replace(params=params, opt_state=opt_state), (loss, correct)
 
-    def add_penalty_grads(self, xp: Any, params: Tree, grads: Tree, scale: float = 1.0) -> Tree:
-        """``grads`` plus ``scale`` times the regularizers' gradients, on the weights."""
-        # Under jax.jit the scale (the learning rate) is a traced array: no comparison.
-        unscaled = isinstance(scale, int | float) and scale == 1.0
+    def add_penalty_grads(
+        self, xp: Any, params: Tree, grads: Tree, scale: Any = 1.0, batch_weight: Any = 1
+    ) -> Tree:
+        """``grads`` plus ``scale`` times the regularizers' gradients, on the weights;
+        per-sample regularizers' divided by ``batch_weight`` first."""
         for layer, p, g in zip(self.layers, params, grads, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
-                    penalty_grad = reg(xp, p[key])[1]
-                    g[key] = g[key] + (penalty_grad if unscaled else scale * penalty_grad)
+                    factor = scale / batch_weight if reg.per_sample else scale
+                    penalty_grad = reg.gradient(xp, p[key])
+                    # Under jax.jit the scale (the learning rate) is a traced array.
+                    if not (isinstance(factor, int | float) and factor == 1.0):
+                        penalty_grad = factor * penalty_grad
+                    g[key] = g[key] + penalty_grad
         return grads
 
-    def penalty(self, xp: Any, params: Tree) -> Any:
-        """Total regularization penalty (0-d) of the weights; ``None`` without regularizers."""
+    def penalty(self, xp: Any, params: Tree, batch_weight: Any = 1) -> Any:
+        """Total regularization penalty (0-d) of the weights, per-sample regularizers'
+        divided by ``batch_weight``; ``None`` without regularizers."""
         total = None
         for layer, p in zip(self.layers, params, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
-                    value = reg(xp, p[key])[0]
+                    value = reg.value(xp, p[key])
+                    if reg.per_sample:
+                        value = value / batch_weight
                     total = value if total is None else total + value
         return total
 
@@ -252,11 +278,13 @@ class Trainer:
     ) -> tuple[TrainState, Any, Any]:
         """Train one epoch over ``X[order]`` in minibatches; sums stay on the device.
 
-        ``weights``, optional, are per-sample weights ``(N,)`` on the device.
+        ``X`` may be :class:`~portnet.rows.HostRows` bound to the same order (host
+        rows uploaded batch by batch). ``weights``, optional, are per-sample
+        weights ``(N,)`` on the device.
         Returns the state (``epoch`` advanced by one), the summed (loss x batch
         size) and the summed correct count, as 0-d device arrays.
         """
-        xp = _xp(X)
+        xp = _xp(y)  # not X's: X may be HostRows
         n = order.shape[0]
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
         ctx = self.training_context(xp, random)
@@ -265,8 +293,12 @@ class Trainer:
         n_batches = -(-n // batch_size)
         for b in range(n_batches):
             # Slice stops are clamped: the standard leaves out-of-bounds stops unspecified.
-            idx = order[b * batch_size : min((b + 1) * batch_size, n)]
-            xb = xp.take(X, idx, axis=0)
+            start, stop = b * batch_size, min((b + 1) * batch_size, n)
+            idx = order[start:stop]
+            if isinstance(X, HostRows):  # made dense and uploaded here, in X's own order
+                xb = X.batch(start, stop)
+            else:
+                xb = xp.take(X, idx, axis=0)
             yb = xp.take(y, idx, axis=0)
             wb = None if weights is None else xp.take(weights, idx, axis=0)
             state, (loss, correct) = self.train_step(state, xb, yb, ctx=ctx, lr=lr, wb=wb)

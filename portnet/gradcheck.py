@@ -244,7 +244,7 @@ def gradient_check(
             outputs, _ = trainer.network.forward(params, X_dev, ctx)
             loss = trainer.loss(outputs, y_dev)[0]
             if trainer.regularizers:
-                loss = loss + trainer.penalty(xp, params)
+                loss = loss + trainer.penalty(xp, params, X_dev.shape[0])
             return float(backend.to_numpy(loss))
 
         _, _, grads, _ = trainer.loss_and_grads(to_device(host), X_dev, y_dev, ctx)

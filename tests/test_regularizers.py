@@ -75,3 +75,45 @@ def test_regularizer_rejects_bad_strength():
     with pytest.raises(pn.ConfigError, match="L1 strength must be finite"):
         pn.L1(float("nan"))
     assert pn.L1(0.0).lam == 0.0  # the boundary is allowed
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_a_per_sample_penalty_is_divided_by_the_batch_weight(backend64, weighted):
+    """scikit-learn's alpha: the step adds lam W / n to the gradient and, where the
+    trainer reports penalties, lam |W|^2 / (2 n) to the loss; n is the batch's total
+    sample weight (its size without weights)."""
+    b, lam = backend64, 0.3
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    w = np.array([1.0, 2.0, 0.0, 3.0, 1.0]) if weighted else np.ones(5)
+    model = pn.Model(
+        [pn.Dense(3, 2)],
+        loss="half_squared_error",
+        optimizer="sgd",
+        regularizers=[pn.L2(lam, per_sample=True)],
+        backend=b,
+        dtype="float64",
+    )
+    model.trainer.loss_includes_penalty = True
+    W, bias = (model.get_weights()[0][k] for k in ("W", "b"))
+    ctx = pn.Context(xp=b.xp, training=True, need_input_grad=False)
+    loss, _, grads, _ = model.trainer.loss_and_grads(
+        model.params, on(b, X, "float64"), on(b, y, "float64"), ctx,
+        wb=on(b, w, "float64") if weighted else None,
+    )  # fmt: skip
+    residual = X @ W + bias - y
+    n = w.sum()
+    expected_loss = np.sum(w * 0.5 * np.sum(residual**2, axis=1)) / n + 0.5 * lam * np.sum(W**2) / n
+    expected_grad = X.T @ (w[:, None] * residual) / n + lam * W / n
+    tol = tolerance("float64")
+    np.testing.assert_allclose(float(b.to_numpy(loss)), expected_loss, **tol)
+    np.testing.assert_allclose(b.to_numpy(grads[0]["W"]), expected_grad, **tol)
+
+
+def test_a_per_sample_penalty_is_saved_with_the_model(tmp_path):
+    reg = pn.L2(0.2, per_sample=True)
+    assert reg.get_config() == {"lam": 0.2, "per_sample": True} and "per_sample" in repr(reg)
+    assert pn.L2(0.2).get_config() == {"lam": 0.2}  # files of plain penalties are unchanged
+    pn.Model([pn.Dense(3, 2)], regularizers=[reg]).save(tmp_path / "m.npz")
+    (loaded,) = pn.Model.load(tmp_path / "m.npz").regularizers
+    assert isinstance(loaded, pn.L2) and (loaded.lam, loaded.per_sample) == (0.2, True)
