@@ -251,16 +251,23 @@ class Momentum(Optimizer):
     * ``form="ema"`` (S2): :math:`v \leftarrow \gamma v + (1-\gamma) g,\; w \leftarrow w - \eta v`.
 
     With a constant rate the EMA form equals the classic one with rate
-    :math:`\eta(1-\gamma)`.
+    :math:`\eta(1-\gamma)`. ``nesterov=True`` (classic form only) steps from the
+    look-ahead point, :math:`w \leftarrow w + \gamma v - \eta g` after the velocity
+    update (Sutskever et al., 2013), as scikit-learn's ``nesterovs_momentum`` does;
+    since the rate sits inside :math:`v`, a schedule changes only new steps.
     """
 
     slot_names = ("velocity",)
 
-    def __init__(self, lr=0.01, gamma: float = 0.9, form: str = "classic", **kwargs):
+    def __init__(
+        self, lr=0.01, gamma: float = 0.9, form: str = "classic", nesterov: bool = False, **kwargs
+    ):
         super().__init__(lr, **kwargs)
         if form not in ("classic", "ema"):
             raise ConfigError(f"momentum form must be 'classic' or 'ema', got {form!r}")
-        self.gamma, self.form = _fraction("momentum gamma", gamma), form
+        if nesterov and form != "classic":
+            raise ConfigError("nesterov=True needs form='classic' (the rate inside the velocity)")
+        self.gamma, self.form, self.nesterov = _fraction("momentum gamma", gamma), form, nesterov
 
     def gradient_scale(self, lr):
         return lr if self.form == "classic" and self._unclipped() else None
@@ -268,6 +275,8 @@ class Momentum(Optimizer):
     def _step_prescaled(self, p, g, slots, u):  # classic form, g = lr * gradient
         v = u.sub(u.mul(slots["velocity"], self.gamma), g)
         slots["velocity"] = v
+        if self.nesterov:
+            return u.sub(u.add(p, self.gamma * v), g)
         return u.add(p, v)
 
     def _step(self, p, g, slots, lr, t, u):
@@ -280,7 +289,8 @@ class Momentum(Optimizer):
         return u.sub(p, u.mul(u.assign(g, v), lr))
 
     def _hyper_parameters(self):
-        return {"gamma": self.gamma, "form": self.form}
+        extra = {"nesterov": True} if self.nesterov else {}
+        return {"gamma": self.gamma, "form": self.form, **extra}
 
 
 class Nesterov(Optimizer):
@@ -327,12 +337,18 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    r"""Adam with bias correction.
+    r"""Adam (Kingma & Ba, 2015), in either of its paper's forms.
 
     .. math::
         m \leftarrow \beta_1 m + (1-\beta_1) g,\quad
-        v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
-        w \leftarrow w - \eta\,\frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2
+
+    * ``form="corrected"`` (Algorithm 1): :math:`w \leftarrow w - \eta\,\frac{m /
+      (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon}`.
+    * ``form="efficient"`` (the reordering of the paper's Section 2, which scikit-learn's
+      MLP and TensorFlow compute): :math:`\eta_t = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)`,
+      :math:`w \leftarrow w - \eta_t\, m / (\sqrt{v} + \hat\epsilon)`. It differs from
+      Algorithm 1 only in where :math:`\epsilon` sits, and saves one pass over :math:`v`.
 
     The step count ``t`` is a host integer, so the corrections cost no sync. With
     ``weight_decay`` this is AdamW (decoupled decay).
@@ -341,28 +357,42 @@ class Adam(Optimizer):
     slot_names = ("m", "v")
 
     def __init__(
-        self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kwargs
+        self,
+        lr=0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        form: str = "corrected",
+        **kwargs,
     ):
         super().__init__(lr, **kwargs)
+        if form not in ("corrected", "efficient"):
+            raise ConfigError(f"Adam form must be 'corrected' or 'efficient', got {form!r}")
         self.beta1 = _fraction("Adam beta1", beta1)
         self.beta2 = _fraction("Adam beta2", beta2)
         self.eps = check_number("Adam eps", eps, low=0.0, low_open=True)
+        self.form = form
 
     def _step(self, p, g, slots, lr, t, u):
         xp = _xp(p)
         b1, b2 = self.beta1, self.beta2
-        step = lr / (1.0 - b1**t)
         # ** 0.5, not math.sqrt: under jax.jit the step count t is a traced array.
         root_correction = (1.0 - b2**t) ** 0.5
         m = u.add(u.mul(slots["m"], b1), (1.0 - b1) * g)
         v = u.add(u.mul(slots["v"], b2), u.mul(u.mul(g, g), 1.0 - b2))
         slots["m"], slots["v"] = m, v
-        denom = u.add(u.div(xp.sqrt(v), root_correction), self.eps)
+        if self.form == "efficient":
+            step = lr * root_correction / (1.0 - b1**t)
+            denom = u.add(xp.sqrt(v), self.eps)
+        else:
+            step = lr / (1.0 - b1**t)
+            denom = u.add(u.div(xp.sqrt(v), root_correction), self.eps)
         # g is scratch now (it holds (1 - b2) g^2): the step goes through it.
         return u.sub(p, u.mul(u.div(u.assign(g, m), denom), step))
 
     def _hyper_parameters(self):
-        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        extra = {"form": self.form} if self.form != "corrected" else {}
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, **extra}
 
 
 OPTIMIZERS = {

@@ -10,10 +10,12 @@ OPTIMIZERS = {
     "sgd": (pn.SGD, {}),
     "momentum-classic": (pn.Momentum, {"gamma": 0.8, "form": "classic"}),
     "momentum-ema": (pn.Momentum, {"gamma": 0.8, "form": "ema"}),
+    "momentum-nesterov": (pn.Momentum, {"gamma": 0.8, "nesterov": True}),
     "nesterov": (pn.Nesterov, {"gamma": 0.7}),
     # eps large enough that where it is added (inside or outside the root) shows.
     "rmsprop": (pn.RMSProp, {"rho": 0.85, "eps": 1e-3}),
     "adam": (pn.Adam, {"beta1": 0.8, "beta2": 0.95, "eps": 1e-3}),
+    "adam-efficient": (pn.Adam, {"beta1": 0.8, "beta2": 0.95, "eps": 1e-3, "form": "efficient"}),
 }
 
 VARIANTS = {

@@ -52,6 +52,9 @@ def reference_step(
             elif name == "momentum-classic":
                 s["v"] = hyper["gamma"] * s.get("v", 0.0) - lr * g
                 p = p + s["v"]
+            elif name == "momentum-nesterov":  # the look-ahead step, rate inside v
+                s["v"] = hyper["gamma"] * s.get("v", 0.0) - lr * g
+                p = p + hyper["gamma"] * s["v"] - lr * g
             elif name == "momentum-ema":
                 s["v"] = hyper["gamma"] * s.get("v", 0.0) + (1 - hyper["gamma"]) * g
                 p = p - lr * s["v"]
@@ -61,12 +64,16 @@ def reference_step(
             elif name == "rmsprop":
                 s["s"] = hyper["rho"] * s.get("s", 0.0) + (1 - hyper["rho"]) * g * g
                 p = p - lr * g / (np.sqrt(s["s"]) + hyper["eps"])
-            elif name == "adam":
+            elif name.startswith("adam"):
                 b1, b2 = hyper["beta1"], hyper["beta2"]
                 s["m"] = b1 * s.get("m", 0.0) + (1 - b1) * g
                 s["v"] = b2 * s.get("v", 0.0) + (1 - b2) * g * g
-                m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
-                p = p - lr * m_hat / (np.sqrt(v_hat) + hyper["eps"])
+                if hyper.get("form") == "efficient":  # the paper's Section 2 reordering
+                    lr_t = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+                    p = p - lr_t * s["m"] / (np.sqrt(s["v"]) + hyper["eps"])
+                else:
+                    m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
+                    p = p - lr * m_hat / (np.sqrt(v_hat) + hyper["eps"])
             out[key] = p
         new.append(out)
     return new
@@ -154,7 +161,8 @@ def torch_optimizer(torch, name, variant, tensors):
     if name == "momentum-classic":
         # buf = mu buf + g; p -= lr buf  equals  v = mu v - lr g; p += v  at a constant rate.
         return torch.optim.SGD(params, lr=lr, momentum=hyper["gamma"])
-    if name == "nesterov":
+    if name in ("nesterov", "momentum-nesterov"):
+        # Both forms take the same steps at a constant rate (they differ once it changes).
         return torch.optim.SGD(params, lr=lr, momentum=hyper["gamma"], nesterov=True)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=hyper["rho"], eps=hyper["eps"])
@@ -170,7 +178,7 @@ TORCH_CASES = [
     for name in OPTIMIZERS
     for variant in VARIANTS
     if not (
-        name == "momentum-ema"
+        name in ("momentum-ema", "adam-efficient")  # torch has neither form
         or (VARIANTS[variant].get("weight_decay") and name not in ("sgd", "adam"))
     )
 ]
