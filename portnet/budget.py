@@ -74,3 +74,16 @@ def inference_batch_size(
     if key not in cache:  # shapes do not change with the weights: one probe per model
         cache[key] = inference_bytes_per_sample(model, sample_shape)
     return int(np.clip(budget // cache[key], 1, MAX_INFERENCE_BATCH))
+
+
+def training_batch_size(model, sample_shape: tuple[int, ...]) -> int:
+    """Samples a full-batch objective may take at once within ``model.memory_budget``.
+
+    Training keeps every layer's output for backprop and makes gradients of the same
+    sizes, so a sample costs its input and all layer outputs, times
+    :data:`TEMPORARIES_FACTOR`. Full-batch L-BFGS sums its loss and gradient over
+    chunks of this many samples.
+    """
+    summary = summarize(model, batch_size=1, input_shape=tuple(sample_shape))
+    elements = math.prod(sample_shape) + summary.activation_bytes // summary.itemsize
+    return max(1, model.memory_budget // (elements * summary.itemsize * TEMPORARIES_FACTOR))
