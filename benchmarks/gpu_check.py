@@ -417,9 +417,10 @@ def render_report(run: Run) -> str:
         out.append("- GPU: none seen (nvidia-smi, CuPy, torch)")
     for gpu in run.gpus:
         physical = f" (nvidia-smi {gpu['physical_index']})" if "physical_index" in gpu else ""
+        runtime = f", CUDA runtime {gpu['cuda_runtime']}" if gpu.get("cuda_runtime") else ""
         out.append(
             f"- GPU {gpu.get('index', '')}{physical}: {gpu.get('name')}, driver "
-            f"{gpu.get('driver')}, CUDA runtime {gpu.get('cuda_runtime')}"
+            f"{gpu.get('driver')}{runtime}"
         )
     out.append(f"- checked: {', '.join(run.working) or 'nothing'}")
     out += [f"- not checked, {label}: {reason}" for label, reason in run.missing.items()]
@@ -485,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--budget",
-        type=Number(low=5).arg,
+        type=Number(low=1).arg,
         default=480,
         help="seconds the whole check may take, report included (default 480: 8 minutes)",
     )

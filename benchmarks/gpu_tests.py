@@ -281,7 +281,7 @@ def run_all(
         sized = startup + per_case * (count if count is not None else 200)
         pending = [inventory.cases.get(libraries[lab], 200) or 1 for lab in labels[position:]]
         share = (deadline - time.perf_counter()) * pending[0] / sum(pending)
-        limit = max(5.0, min(sized, share))
+        limit = max(2.0, min(sized, share))
         say(f"[tests] {label}: {count if count is not None else '?'} cases, limit {limit:.0f} s")
         files = inventory.files.get(case, []) if not inventory.problem else []
         if count == 0:  # nothing to run; a pytest run would only say so after collecting

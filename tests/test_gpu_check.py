@@ -91,13 +91,13 @@ def test_a_failed_case_is_named_with_its_message(stand_in):
 
 
 def test_a_run_stopped_at_its_limit_keeps_the_cases_it_finished(stand_in, monkeypatch):
-    monkeypatch.setattr(gpu_tests, "INTERRUPT_GRACE", 5.0)
+    monkeypatch.setattr(gpu_tests, "INTERRUPT_GRACE", 3.0)
     start = time.perf_counter()
     code, report = stand_in("hang", "--test-startup", "0", "--seconds-per-case", "0.1")
     assert code == 1
     assert time.perf_counter() - start < 30
     # pytest wrote no XML (the fake dies on SIGINT): the -v log gave the finished case.
-    assert "stopped at its limit of 5 s after 1 of 3 cases" in report
+    assert "stopped at its limit of 2 s after 1 of 3 cases" in report
     assert "| cupy (`cupy-emulated` cases) | 3 | 1 | 0 | 0 | 0 |" in report
 
 
@@ -125,13 +125,13 @@ def test_a_budget_that_runs_out_stops_the_section_and_skips_the_rest(
     monkeypatch.setenv("FAKE_PYTEST_MODE", "pass")
     out = tmp_path / "gpu_check.md"
     start = time.perf_counter()
-    code = gpu_check.main(["--out", str(out), "--budget", "5"])
+    code = gpu_check.main(["--out", str(out), "--budget", "3"])
     seconds = time.perf_counter() - start
     report = out.read_text()
-    assert code == 1 and seconds < 7
+    assert code == 1 and seconds < 5
     assert "## 2. Sync check of every training option (stopped" in report
-    assert "- sync: stopped by the 5 s budget" in report
-    assert "- benchmark: not run: stopped by the 5 s budget" in report
+    assert "- sync: stopped by the 3 s budget" in report
+    assert "- benchmark: not run: stopped by the 3 s budget" in report
     assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
 
 
