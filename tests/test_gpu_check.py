@@ -410,3 +410,23 @@ def test_a_jax_transfer_guard_error_counts_as_a_sync():
     except RuntimeError as exc:
         check = _failure(option("adam"), "jax-cuda", exc)
     assert check.verdict == "sync"
+
+
+def test_the_epoch_times_survive_a_missing_matplotlib(tmp_path, monkeypatch):
+    """epoch_time draws its chart last; without matplotlib the times are kept."""
+    from benchmarks import epoch_time
+
+    def main_without(module):
+        def main(args):
+            (tmp_path / "gpu_check_epoch_time.md").write_text("# Epoch time\n\n| x | 0.3 |\n")
+            raise ModuleNotFoundError(f"No module named '{module}'")
+
+        return main
+
+    monkeypatch.setattr(gpu_check, "_local_dataset", lambda: "fashion_mnist_sample")
+    monkeypatch.setattr(epoch_time, "main", main_without("matplotlib"))
+    dataset, markdown = gpu_check.run_epoch_benchmark(tmp_path, 1, 64, ["portnet-cupy"])
+    assert markdown == "# Epoch time\n\n| x | 0.3 |\n\n(No chart: matplotlib is not installed.)\n"
+    monkeypatch.setattr(epoch_time, "main", main_without("cupy_backends"))
+    with pytest.raises(ModuleNotFoundError, match="cupy_backends"):
+        gpu_check.run_epoch_benchmark(tmp_path, 1, 64, ["portnet-cupy"])
