@@ -91,4 +91,5 @@ def _write_inventory(path: Path, items) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from whoever collects the logs
     os.replace(tmp, path)
