@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .emulated_device import Device, _active, _sync
+from .emulated_device import Device, _active, _host_read, _sync
 
 _SCALARS = (bool, int, float, complex, np.generic)
 
@@ -174,25 +174,32 @@ class ndarray:  # noqa: N801 - the name CuPy gives its array type
         )
 
     def __bool__(self) -> bool:
-        raise _sync("bool()", self)
+        _host_read("bool()", self)
+        return bool(self._a)
 
     def __float__(self) -> float:
-        raise _sync("float()", self)
+        _host_read("float()", self)
+        return float(self._a)
 
     def __int__(self) -> int:
-        raise _sync("int()", self)
+        _host_read("int()", self)
+        return int(self._a)
 
     def __index__(self) -> int:
-        raise _sync("use as a Python integer", self)
+        _host_read("use as a Python integer", self)
+        return self._a.__index__()
 
     def __complex__(self) -> complex:
-        raise _sync("complex()", self)
+        _host_read("complex()", self)
+        return complex(self._a)
 
     def item(self, *args: Any) -> Any:
-        raise _sync(".item()", self)
+        _host_read(".item()", self)
+        return self._a.item(*args)
 
     def tolist(self) -> Any:
-        raise _sync(".tolist()", self)
+        _host_read(".tolist()", self)
+        return self._a.tolist()
 
     def nonzero(self) -> Any:
         raise _sync(".nonzero() (the output size depends on the data)", self)

@@ -7,7 +7,8 @@ those exact wrappers on top of it, and so lets portnet's real ``cupy`` backend
 adapter run on a machine without a GPU. What a GPU would punish becomes an error
 here:
 
-* **hidden device-to-host syncs** raise :class:`HostSyncError`: ``bool()``,
+* **hidden device-to-host syncs** raise :class:`HostSyncError` (or, inside
+  :meth:`EmulatedCupy.allow_syncs`, are counted): ``bool()``,
   ``float()``, ``int()``, ``.item()``, ``.tolist()`` of an array, indexing with a
   boolean mask (CuPy must count the mask's ``True`` entries on the host before it
   can allocate the result), and the functions whose output size depends on the
@@ -235,6 +236,18 @@ class EmulatedCupy:
     def break_kernels(self, error: BaseException | None) -> None:
         """Make every operation raise ``error`` (a missing CUDA library, say); None mends."""
         self._state.broken = error
+
+    @contextlib.contextmanager
+    def allow_syncs(self) -> Iterator[Counts]:
+        """Let hidden scalar reads (``bool()``, ``float()``, ``.item()`` ...) through in a
+        block, counted in ``counts.syncs``: for code that reads the device on purpose, a
+        few times per call (scikit-learn's input validation), where a test then checks
+        that the count does not grow with the epochs."""
+        saved, self._state.syncs_allowed = self._state.syncs_allowed, True
+        try:
+            yield self._state.counts
+        finally:
+            self._state.syncs_allowed = saved
 
 
 _COMPAT = "array_api_compat.cupy"

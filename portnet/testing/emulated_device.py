@@ -37,12 +37,16 @@ class Counts:
         Host-to-device copies: ``asarray`` of host data or of a Python scalar.
     downloads : int
         Explicit device-to-host copies: ``cupy.asnumpy`` and ``ndarray.get``.
+    syncs : int
+        Hidden syncs let through inside :meth:`EmulatedCupy.allow_syncs` (``bool()``,
+        ``float()`` ... of an array); outside it they raise.
     """
 
     kernels: Counter = dataclasses.field(default_factory=Counter)
     views: Counter = dataclasses.field(default_factory=Counter)
     uploads: int = 0
     downloads: int = 0
+    syncs: int = 0
 
     @property
     def n_kernels(self) -> int:
@@ -57,6 +61,7 @@ class _State:
         self.stack = [0]
         self.counts = Counts()
         self.broken = broken
+        self.syncs_allowed = False
 
     @property
     def current(self) -> int:
@@ -79,6 +84,14 @@ def _sync(what: str, array: Any = None) -> HostSyncError:
         "all queued work. Keep the value on the device, or read it once per epoch through "
         "Backend.to_numpy."
     )
+
+
+def _host_read(what: str, array: Any) -> None:
+    """A hidden sync: counted where allowed (:meth:`EmulatedCupy.allow_syncs`), else raised."""
+    state = _active()
+    if not state.syncs_allowed:
+        raise _sync(what, array)
+    state.counts.syncs += 1
 
 
 class Device:
