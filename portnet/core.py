@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._array import Tree, tree_map
+from .inplace import UPDATES
 from .layers import Context, Layer, RandomStream
 from .losses import Loss
 from .optim import Optimizer
@@ -199,7 +200,9 @@ class Trainer:
                 batch_weight = xb.shape[0] if wb is None else xp.sum(wb)
             if self.loss_includes_penalty:  # before the update: the weights this loss saw
                 loss = loss + self.penalty(xp, params, batch_weight)
-            grads = self.add_penalty_grads(xp, params, grads, grad_scale, batch_weight)
+            grads = self.add_penalty_grads(
+                xp, params, grads, grad_scale, batch_weight, inplace=ctx.inplace and ctx.training
+            )
         return loss, correct, grads, state_updates
 
     def train_step(
@@ -234,19 +237,23 @@ class Trainer:
         return state.replace(params=params, opt_state=opt_state), (loss, correct)
 
     def add_penalty_grads(
-        self, xp: Any, params: Tree, grads: Tree, scale: Any = 1.0, batch_weight: Any = 1
+        self,
+        xp: Any,
+        params: Tree,
+        grads: Tree,
+        scale: Any = 1.0,
+        batch_weight: Any = 1,
+        inplace: bool = False,
     ) -> Tree:
         """``grads`` plus ``scale`` times the regularizers' gradients, on the weights;
-        per-sample regularizers' divided by ``batch_weight`` first."""
+        per-sample regularizers' divided by ``batch_weight`` first. ``inplace``: add
+        into the gradient arrays, which the caller owns (a step's fresh gradients)."""
+        u = UPDATES[inplace]
         for layer, p, g in zip(self.layers, params, grads, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     factor = scale / batch_weight if reg.per_sample else scale
-                    penalty_grad = reg.gradient(xp, p[key])
-                    # Under jax.jit the scale (the learning rate) is a traced array.
-                    if not (isinstance(factor, int | float) and factor == 1.0):
-                        penalty_grad = factor * penalty_grad
-                    g[key] = g[key] + penalty_grad
+                    g[key] = u.add(g[key], reg.gradient(xp, p[key], factor))
         return grads
 
     def penalty(self, xp: Any, params: Tree, batch_weight: Any = 1) -> Any:

@@ -43,8 +43,8 @@ class Regularizer:
         """The penalty of ``W`` (0-d)."""
         raise NotImplementedError
 
-    def gradient(self, xp: Any, W: Any) -> Any:
-        """The penalty's gradient with respect to ``W``."""
+    def gradient(self, xp: Any, W: Any, scale: Any = 1.0) -> Any:
+        """The penalty's gradient with respect to ``W``, times ``scale`` (one pass)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -59,8 +59,8 @@ class L2(Regularizer):
         flat = xp.reshape(W, (-1,))
         return (0.5 * self.lam) * xp.vecdot(flat, flat)  # a dot product: no W * W temporary
 
-    def gradient(self, xp, W):
-        return self.lam * W
+    def gradient(self, xp, W, scale=1.0):
+        return (self.lam * scale) * W
 
 
 class L1(Regularizer):
@@ -69,8 +69,8 @@ class L1(Regularizer):
     def value(self, xp, W):
         return self.lam * xp.sum(xp.abs(W))
 
-    def gradient(self, xp, W):
-        return self.lam * sign(xp, W)
+    def gradient(self, xp, W, scale=1.0):
+        return (self.lam * scale) * sign(xp, W)
 
 
 def get_regularizers(l1: float = 0.0, l2: float = 0.0) -> list[Regularizer]:
