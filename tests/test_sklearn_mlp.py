@@ -138,6 +138,18 @@ def test_sample_weights_multilabel_and_partial_fit_train_as_scikit_learn_does():
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+def test_a_warm_start_reads_the_hyper_parameters_afresh_as_scikit_learn_does():
+    params = {"hidden_layer_sizes": (12,), "max_iter": 4, "random_state": 0, "warm_start": True}
+    curves = []
+    for module in (neural_network, None):
+        clf = (MLPClassifier if module is None else module.MLPClassifier)(**params)
+        quietly(clf.fit, X_DIGITS, Y_DIGITS)
+        quietly(clf.set_params(alpha=0.5, activation="tanh").fit, X_DIGITS, Y_DIGITS)
+        curves.append(clf.loss_curve_)
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-10)
+    assert len(curves[1]) == 8
+
+
 def test_lbfgs_follows_scipy():
     """Full-batch L-BFGS: the same iterations and loss as scikit-learn's (SciPy's) on
     problems where the line searches agree step by step."""

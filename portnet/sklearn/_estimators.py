@@ -22,7 +22,14 @@ from ..core import copy_tree
 from ..model import Model
 from ..sample_weights import prepare_sample_weights
 from ._data import TrainingData, features_on_device, row_slice
-from ._network import LOSSES, build_model, dense_parameters, glorot_uniform, set_dense_parameters
+from ._network import (
+    LOSSES,
+    build_model,
+    dense_parameters,
+    follow_hyper_parameters,
+    glorot_uniform,
+    set_dense_parameters,
+)
 from ._params import SHARED_ATTRIBUTES, SHARED_PARAMETERS, STOCHASTIC_SOLVERS, check_params
 from ._placement import check_same_place, input_backend, training_backend, where
 from ._solvers import fit_lbfgs, fit_stochastic
@@ -107,7 +114,10 @@ class _BaseMLP(BaseEstimator):
     def _resume(self, X, units: list[int]) -> None:
         """Go on from ``coefs_``/``intercepts_``: the last fit's, or arrays set by hand
         (then a network is built around them)."""
-        if "model_" not in self.__dict__:
+        fitted = "model_" in self.__dict__
+        if fitted:
+            check_same_place(self, X, "fit")
+        else:
             self._fitted_on = where(input_backend(X))
             self.n_outputs_, self.n_layers_ = units[-1], len(units)
             self.out_activation_ = self._output_activation()
@@ -120,14 +130,14 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = getattr(self, "best_loss_", np.inf)
             self._stalled_epochs, self._learning_rate = 0, None
             self._best_params = copy_tree(self.model_.state.params)
-        else:
-            check_same_place(self, X, "fit")
         widths = [int(W.shape[0]) for W in self.coefs_] + [int(self.coefs_[-1].shape[1])]
         if widths != units:
             raise ValueError(
                 f"the network has layer widths {widths}, but hidden_layer_sizes and the data "
                 f"ask for {units}: set warm_start=False to start a new network."
             )
+        if fitted and follow_hyper_parameters(self, units):
+            self._learning_rate = None  # new layers: a fresh optimizer
         self._push_hand_set()
 
     def _push_hand_set(self) -> None:

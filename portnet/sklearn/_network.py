@@ -92,20 +92,59 @@ def solver_optimizer(estimator: Any) -> Optimizer:
     return SGD(estimator.learning_rate_init)
 
 
+def penalties(estimator: Any) -> list:
+    """``alpha``'s L2 term and ``l1``'s, per sample as scikit-learn scales ``alpha``."""
+    terms = [L2(estimator.alpha, per_sample=True)] if estimator.alpha else []
+    return terms + ([L1(estimator.l1, per_sample=True)] if estimator.l1 else [])
+
+
+def _layers_for(estimator: Any, units: list[int]) -> list[Layer]:
+    return network_layers(units, estimator.activation, estimator.dropout, estimator.batch_norm)
+
+
 def build_model(estimator: Any, units: list[int], loss: Loss, backend: Any, dtype: str) -> Model:
     """A :class:`portnet.Model` for the estimator's hyper-parameters and layer widths."""
-    penalties = [L2(estimator.alpha, per_sample=True)] if estimator.alpha else []
-    penalties += [L1(estimator.l1, per_sample=True)] if estimator.l1 else []
     model = Model(
-        network_layers(units, estimator.activation, estimator.dropout, estimator.batch_norm),
+        _layers_for(estimator, units),
         loss,
         solver_optimizer(estimator),
-        regularizers=penalties,
+        regularizers=penalties(estimator),
         backend=backend,
         dtype=dtype,
     )
     model.trainer.loss_includes_penalty = True  # loss_ is scikit-learn's: with alpha's term
     return model
+
+
+def follow_hyper_parameters(estimator: Any, units: list[int]) -> bool:
+    """Make a fitted ``model_`` match hyper-parameters changed since (``set_params``
+    before a warm start or a ``partial_fit``), keeping its weights: scikit-learn reads
+    ``alpha`` and ``activation`` afresh in every call. Returns whether the layers
+    changed (their optimizer state then starts afresh)."""
+    model = estimator.model_
+    model.regularizers[:] = penalties(estimator)  # the trainer holds this same list
+    wanted = _layers_for(estimator, units)
+    if [spec(layer) for layer in wanted] == [spec(layer) for layer in model.network.layers]:
+        return False
+    rebuilt = build_model(estimator, units, model.loss, model.backend, model.dtype_name)
+    old, new = model.network.layers, rebuilt.network.layers
+    params = [dict(p) for p in rebuilt.state.params]
+    for kind in (Dense, BatchNorm):  # the n-th layer of a kind keeps its parameters
+        pairs = zip(
+            [i for i, layer in enumerate(old) if isinstance(layer, kind)],
+            [i for i, layer in enumerate(new) if isinstance(layer, kind)],
+            strict=False,
+        )
+        for i, j in pairs:
+            params[j] = dict(model.state.params[i])
+    rebuilt.state = rebuilt.trainer.init_state(params, seed=model.state.seed)
+    estimator.model_ = rebuilt
+    return True
+
+
+def spec(layer: Layer) -> tuple:
+    """What a layer is: its class and settings."""
+    return type(layer).__name__, sorted(layer.get_config().items())
 
 
 def dense_indices(model: Model) -> list[int]:
