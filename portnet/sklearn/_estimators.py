@@ -91,16 +91,10 @@ class _BaseMLP(BaseEstimator):
 
     def _initialize(self, X, units: list[int], rng) -> None:
         """A new network with scikit-learn's initial weights, and fresh bookkeeping."""
-        self._fitted_on = where(input_backend(X))
-        backend = training_backend(X, self.backend, self.device)
-        self.n_iter_, self.t_ = 0, 0
-        self.n_outputs_, self.n_layers_ = units[-1], len(units)
-        self.out_activation_ = self._output_activation()
-        loss = LOSSES[self.out_activation_]()
-        self.model_ = build_model(self, units, loss, backend, self._dtype_name(X))
+        self._new_model(X, units)
         set_dense_parameters(self.model_, *glorot_uniform(rng, units, self.activation))
         self._best_params = copy_tree(self.model_.state.params)
-        self._learning_rate = None  # the stochastic solvers start a fresh optimizer
+        self.n_iter_, self.t_ = 0, 0
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_, self._stalled_epochs = [], 0
             if self.early_stopping:
@@ -118,18 +112,12 @@ class _BaseMLP(BaseEstimator):
         if fitted:
             check_same_place(self, X, "fit")
         else:
-            self._fitted_on = where(input_backend(X))
-            self.n_outputs_, self.n_layers_ = units[-1], len(units)
-            self.out_activation_ = self._output_activation()
-            loss = LOSSES[self.out_activation_]()
-            backend = training_backend(X, self.backend, self.device)
-            self.model_ = build_model(self, units, loss, backend, self._dtype_name(X))
+            self._new_model(X, units)
             self._published = ([], [])
+            self._best_params = copy_tree(self.model_.state.params)
             for name, default in (("t_", 0), ("n_iter_", 0), ("loss_curve_", [])):
                 setattr(self, name, getattr(self, name, default))
-            self.best_loss_ = getattr(self, "best_loss_", np.inf)
-            self._stalled_epochs, self._learning_rate = 0, None
-            self._best_params = copy_tree(self.model_.state.params)
+            self.best_loss_, self._stalled_epochs = getattr(self, "best_loss_", np.inf), 0
         widths = [int(W.shape[0]) for W in self.coefs_] + [int(self.coefs_[-1].shape[1])]
         if widths != units:
             raise ValueError(
@@ -140,16 +128,20 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = None  # new layers: a fresh optimizer
         self._push_hand_set()
 
+    def _new_model(self, X, units: list[int]) -> None:
+        """``model_`` for these layer widths, where ``X`` says training runs."""
+        self._fitted_on = where(input_backend(X))
+        self.n_outputs_, self.n_layers_ = units[-1], len(units)
+        self.out_activation_ = self._output_activation()
+        backend = training_backend(X, self.backend, self.device)
+        loss = LOSSES[self.out_activation_]()
+        self.model_ = build_model(self, units, loss, backend, self._dtype_name(X))
+        self._learning_rate = None  # the stochastic solvers start a fresh optimizer
+
     def _push_hand_set(self) -> None:
         """Copy into the network any ``coefs_``/``intercepts_`` array set by hand."""
-        published_coefs, published_intercepts = self._published
-        same = len(self.coefs_) == len(published_coefs) and all(
-            a is b for a, b in zip(self.coefs_, published_coefs, strict=False)
-        )
-        same = same and all(
-            a is b for a, b in zip(self.intercepts_, published_intercepts, strict=False)
-        )
-        if not same:
+        coefs, intercepts = self._published
+        if not (_same_arrays(self.coefs_, coefs) and _same_arrays(self.intercepts_, intercepts)):
             with self.model_.backend.device_scope():
                 set_dense_parameters(self.model_, self.coefs_, self.intercepts_)
             self._publish()
@@ -565,6 +557,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.n_outputs_ == 1:
             predicted = xp.reshape(predicted, (-1,))
         return self._answer(predicted, where_to)
+
+
+def _same_arrays(current: list[Any], published: list[Any]) -> bool:
+    return len(current) == len(published) and all(
+        a is b for a, b in zip(current, published, strict=True)
+    )
 
 
 def _first_partial_fit_call(estimator: Any, classes: Any) -> bool:
