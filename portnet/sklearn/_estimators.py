@@ -19,6 +19,7 @@ from .. import sync_free
 from .._array import to_host
 from ..budget import inference_batch_size
 from ..core import copy_tree
+from ..errors import ConfigError, InputError
 from ..model import Model
 from ..sample_weights import prepare_sample_weights
 from ._data import TrainingData, features_on_device, row_slice
@@ -120,7 +121,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_, self._stalled_epochs = getattr(self, "best_loss_", np.inf), 0
         widths = [int(W.shape[0]) for W in self.coefs_] + [int(self.coefs_[-1].shape[1])]
         if widths != units:
-            raise ValueError(
+            raise ConfigError(
                 f"the network has layer widths {widths}, but hidden_layer_sizes and the data "
                 f"ask for {units}: set warm_start=False to start a new network."
             )
@@ -158,7 +159,7 @@ class _BaseMLP(BaseEstimator):
             xp.all(xp.isfinite(p)) for layer in self.model_.state.params for p in layer.values()
         ]
         if not bool(np.all(self.model_.backend.to_numpy(xp.stack(checks)))):
-            raise ValueError(_NON_FINITE)
+            raise InputError(_NON_FINITE)
 
     def _training_data(self, X, y, sample_weight) -> TrainingData:
         model = self.model_
@@ -356,13 +357,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
-                    raise ValueError(
+                    raise InputError(
                         "warm_start can only be used where `y` has the same classes as in "
                         f"the previous call to fit. Previously got {self.classes_}, `y` has "
                         f"{classes}"
                     )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(
+                raise InputError(
                     f"`y` has classes not in `self.classes_`. `self.classes_` has "
                     f"{self.classes_}. 'y' has {classes}."
                 )
@@ -570,12 +571,12 @@ def _first_partial_fit_call(estimator: Any, classes: Any) -> bool:
     may repeat the same classes or leave them out."""
     known = getattr(estimator, "classes_", None)
     if known is None and classes is None:
-        raise ValueError("classes must be passed on the first call to partial_fit.")
+        raise InputError("classes must be passed on the first call to partial_fit.")
     if classes is None:
         return False
     if known is not None:
         if not np.array_equal(known, unique_labels(classes)):
-            raise ValueError(
+            raise InputError(
                 f"`classes={classes!r}` is not the same as on last call to partial_fit, "
                 f"was: {known!r}"
             )

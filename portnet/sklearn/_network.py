@@ -16,6 +16,7 @@ import numpy as np
 
 from .._array import to_host
 from ..activations import Identity, ReLU, Sigmoid, Tanh
+from ..errors import ConfigError
 from ..layers import Dense, Dropout, Layer
 from ..losses import (
     HalfPoissonDeviance,
@@ -160,7 +161,7 @@ def set_dense_parameters(model: Model, coefs: list[Any], intercepts: list[Any]) 
         for key, value in (("W", W), ("b", b)):
             host = np.array(to_host(value), dtype=np.float64, copy=True)
             if host.shape != tuple(params[i][key].shape):
-                raise ValueError(
+                raise ConfigError(
                     f"layer {i} {key} has shape {host.shape}, but the network expects "
                     f"{tuple(params[i][key].shape)}: coefs_ and intercepts_ must keep the "
                     "shapes fit gave them."

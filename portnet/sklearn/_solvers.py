@@ -22,6 +22,7 @@ from sklearn.utils import shuffle
 from .._array import tree_map
 from ..budget import training_batch_size
 from ..core import copy_tree
+from ..errors import ConfigError, InputError
 from ..layers import Dropout, RandomStream
 from ..lbfgs import minimize_lbfgs
 from ..rows import HostRows
@@ -43,7 +44,7 @@ def fit_stochastic(est: Any, data: TrainingData, incremental: bool, rng: Any) ->
         state = model.state
         model.state = trainer.init_state(state.params, seed=state.seed, epoch=state.epoch)
     if est.early_stopping and incremental:
-        raise ValueError("partial_fit does not support early_stopping=True")
+        raise ConfigError("partial_fit does not support early_stopping=True")
     train, scorer = data, None
     if est.early_stopping:
         train, held_out = hold_out(est, data, rng, backend)
@@ -147,7 +148,7 @@ def hold_out(est: Any, data: TrainingData, rng: Any, backend: Any):
         stratify=stratify,
     )
     if validation.shape[0] < 2:
-        raise ValueError(
+        raise InputError(
             "The validation set is too small. Increase 'validation_fraction' or the size "
             "of your dataset."
         )
