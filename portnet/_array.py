@@ -41,6 +41,23 @@ def namespace_of(*arrays: Any) -> Any:
     return xp
 
 
+_NAMESPACE_OF_TYPE: dict[type, Any] = {}
+
+
+def xp_of(array: Any) -> Any:
+    """The Array-API namespace of one array, without a device check.
+
+    A training step asks this a dozen times of arrays whose library it already
+    knows; array-api-compat's lookup costs microseconds each time, so the answer is
+    kept per array type, which decides it.
+    """
+    kind = type(array)
+    xp = _NAMESPACE_OF_TYPE.get(kind)
+    if xp is None:
+        xp = _NAMESPACE_OF_TYPE.setdefault(kind, array_api_compat.array_namespace(array))
+    return xp
+
+
 def check_same_device(*arrays: Any) -> Any:
     """Return the device shared by ``arrays`` or raise :class:`DeviceMismatchError`."""
     devices = [array_api_compat.device(a) for a in arrays]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import Tree, tree_map
+from ._array import Tree, tree_map, xp_of
 from .inplace import UPDATES
 from .layers import Context, Layer, RandomStream
 from .losses import Loss
@@ -95,13 +95,7 @@ def apply_state_updates(params: Tree, updates: Sequence[dict[str, Any]]) -> Tree
 
 def copy_tree(params: Tree) -> Tree:
     """A device-side copy of every parameter (for snapshots; no host transfer)."""
-    return tree_map(lambda p: _xp(p).asarray(p, copy=True), params)
-
-
-def _xp(array: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.array_namespace(array)
+    return tree_map(lambda p: xp_of(p).asarray(p, copy=True), params)
 
 
 @dataclasses.dataclass
@@ -253,7 +247,13 @@ class Trainer:
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     factor = scale / batch_weight if reg.per_sample else scale
-                    g[key] = u.add(g[key], reg.gradient(xp, p[key], factor))
+                    blocks = u.blocks(xp, p[key])
+                    if blocks is None:
+                        g[key] = u.add(g[key], reg.gradient(xp, p[key], factor))
+                        continue
+                    flat_p, flat_g = xp.reshape(p[key], (-1,)), xp.reshape(g[key], (-1,))
+                    for part in blocks:  # in place, block by block (Updates.blocks)
+                        u.add(flat_g[part], reg.gradient(xp, flat_p[part], factor))
         return grads
 
     def penalty(self, xp: Any, params: Tree, batch_weight: Any = 1) -> Any:
@@ -291,7 +291,7 @@ class Trainer:
         Returns the state (``epoch`` advanced by one), the summed (loss x batch
         size) and the summed correct count, as 0-d device arrays.
         """
-        xp = _xp(y)  # not X's: X may be HostRows
+        xp = xp_of(y)  # not X's: X may be HostRows
         n = order.shape[0]
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
         ctx = self.training_context(xp, random)
@@ -351,7 +351,7 @@ class Trainer:
 
         ``xp`` defaults to the batch's namespace (the ONNX export passes ndonnx).
         """
-        xp = _xp(xb) if xp is None else xp
+        xp = xp_of(xb) if xp is None else xp
         ctx = Context(xp=xp, training=False, need_input_grad=False)
         # [0]: the backprop closure, which holds every layer's input, is dropped at once,
         # so the second pass does not run beside the first one's activations.
@@ -363,7 +363,7 @@ class Trainer:
 
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
         """One batch in inference mode: its summed loss and correct count (0-d arrays)."""
-        xp = _xp(xb)
+        xp = xp_of(xb)
         outputs = self.inference_outputs(params, xb, xp)
         loss, _ = self.loss(outputs, yb)
         return loss * float(xb.shape[0]), self.loss.count_correct(xp, outputs, yb)
@@ -382,7 +382,7 @@ class Trainer:
         passes its jitted version).
         """
         evaluate_batch = self.evaluate_batch if evaluate_batch is None else evaluate_batch
-        xp = _xp(X)
+        xp = xp_of(X)
         loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
         n = X.shape[0]
@@ -395,7 +395,7 @@ class Trainer:
 
     def outputs(self, params: Tree, X: Any, batch_size: int = 4096) -> Any:
         """Network outputs (logits, before a fused activation), in inference mode."""
-        xp = _xp(X)
+        xp = xp_of(X)
         n = X.shape[0]
         chunks = [
             self.inference_outputs(params, X[i : min(i + batch_size, n), ...], xp)

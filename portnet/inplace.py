@@ -83,8 +83,26 @@ class Updates:
             return scratch
         return value
 
+    def blocks(self, xp: Any, array: Any) -> list[slice] | None:
+        """Slices of the flattened ``array`` to update one after the other, or ``None``.
+
+        Elementwise updates of a large array in host memory (an optimizer's dozen
+        passes over a parameter, its gradient and its moments) run out of the CPU's
+        caches; done block by block, each block's passes stay in its L2 cache, and the
+        results are the same bits. In place on NumPy only: a GPU wants whole-array
+        kernels, and rebinding libraries could not write the blocks back.
+        """
+        if not self.inplace or family(xp) != "numpy" or array.nbytes < 2 * _BLOCK_BYTES:
+            return None
+        step = max(1, _BLOCK_BYTES // array.itemsize)
+        return [slice(start, start + step) for start in range(0, array.size, step)]
+
     def __repr__(self) -> str:
         return f"Updates(inplace={self.inplace})"
+
+
+#: Bytes of each array in one block: four or five such arrays fit a 1-2 MB L2 cache.
+_BLOCK_BYTES = 128 * 1024
 
 
 #: The two modes, made once: a step asks for them many times.

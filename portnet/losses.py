@@ -13,6 +13,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from ._array import xp_of
 from .activations import log_softmax, softmax, stable_sigmoid
 from .config import build, check_number
 from .errors import ConfigError, InputError
@@ -58,7 +59,7 @@ class Loss:
 
         ``weights``, optional, holds one non-negative weight per sample (shape ``(N,)``).
         """
-        xp = _xp(outputs)
+        xp = xp_of(outputs)
         losses, d_losses = self.per_sample(xp, outputs, targets)
         if weights is None:
             n = outputs.shape[0]
@@ -365,12 +366,6 @@ class HalfPoissonDeviance(Loss):
         """Outputs whose predicted means are the mean of the two views' means."""
         top = xp.maximum(first, second)
         return top + xp.log((xp.exp(first - top) + xp.exp(second - top)) * 0.5)
-
-
-def _xp(array):
-    import array_api_compat
-
-    return array_api_compat.array_namespace(array)
 
 
 def _check_length_and_finite(y: np.ndarray, n_samples: int, name: str) -> None:

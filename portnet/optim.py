@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import sync_free
-from ._array import Tree, tree_leaves
+from ._array import Tree, tree_leaves, xp_of
 from .config import build, check_number, spec_of
 from .errors import ConfigError
 from .inplace import UPDATES, Updates, resolve_inplace
@@ -134,12 +134,12 @@ class Optimizer:
         elif isinstance(lr, int | float):
             lr = float(lr)  # a Python number; a traced JAX scalar (portnet.compiled) stays one
         first = next((p for layer in params for p in layer.values()), None)
-        u = UPDATES[False] if first is None else self.updates_for(_xp(first))
+        u = UPDATES[False] if first is None else self.updates_for(xp_of(first))
         grads = self._clip(grads)
         t = state["t"] + 1
         # Under jax.jit the step count is an int64 device scalar, and b ** t of it would
         # be float64 and promote every parameter: the powers are taken in their dtype.
-        t_power = t if first is None or isinstance(t, int) else _xp(first).astype(t, first.dtype)
+        t_power = t if first is None or isinstance(t, int) else xp_of(first).astype(t, first.dtype)
         new_params, new_slots = [], []
         for layer_p, layer_g, layer_s, decayed in zip(
             params, grads, state["slots"], state["decay_mask"], strict=True
@@ -155,23 +155,34 @@ class Optimizer:
                 # state passed in must stay as it was (update is a pure function there).
                 out_slots[key] = dict(layer_s[key])
                 g = layer_g[key]
-                if prescaled:
-                    out[key] = self._step_prescaled(p, g, out_slots[key], u)
-                else:
-                    out[key] = self._step(p, g, out_slots[key], lr, t_power, u)
+                blocks = u.blocks(xp_of(p), p)
+                if blocks is None:
+                    out[key] = self._one_step(p, g, out_slots[key], lr, t_power, u, prescaled)
+                    continue
+                flat = [xp_reshape(a) for a in (p, g)]
+                slots_flat = {name: xp_reshape(s) for name, s in out_slots[key].items()}
+                for part in blocks:  # in place: each block writes into p and the slots
+                    views = {name: s[part] for name, s in slots_flat.items()}
+                    self._one_step(flat[0][part], flat[1][part], views, lr, t_power, u, prescaled)
+                out[key] = p
             new_params.append(out)
             new_slots.append(out_slots)
         return new_params, {**state, "t": t, "slots": new_slots}
+
+    def _one_step(self, p, g, slots, lr, t, u: Updates, prescaled: bool):
+        if prescaled:
+            return self._step_prescaled(p, g, slots, u)
+        return self._step(p, g, slots, lr, t, u)
 
     def _clip(self, grads: Tree) -> Tree:
         if self.clip_value is not None:
             c = float(self.clip_value)
             grads = [
-                {k: sync_free.clip(_xp(g), g, -c, c) for k, g in layer.items()} for layer in grads
+                {k: sync_free.clip(xp_of(g), g, -c, c) for k, g in layer.items()} for layer in grads
             ]
         if self.clip_norm is not None:
             leaves = tree_leaves(grads)
-            xp = _xp(leaves[0])
+            xp = xp_of(leaves[0])
             total = xp.sqrt(sum(xp.sum(g * g) for g in leaves))
             # A device 0-d factor, so clipping needs no host read and no branch.
             scale = sync_free.minimum(xp, float(self.clip_norm) / (total + 1e-12), 1.0)
@@ -216,14 +227,13 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self.schedule!r}{extra})"
 
 
-def _xp(array):
-    import array_api_compat
-
-    return array_api_compat.array_namespace(array)
+def xp_reshape(array):
+    """A flat view of a contiguous array."""
+    return xp_of(array).reshape(array, (-1,))
 
 
 def _zeros_like(p):
-    return _xp(p).zeros_like(p)
+    return xp_of(p).zeros_like(p)
 
 
 def _fraction(name: str, value: float) -> float:
@@ -327,7 +337,7 @@ class RMSProp(Optimizer):
         self.eps = check_number("RMSProp eps", eps, low=0.0, low_open=True)
 
     def _step(self, p, g, slots, lr, t, u):
-        xp, rho = _xp(p), self.rho
+        xp, rho = xp_of(p), self.rho
         s = u.add(u.mul(slots["square_avg"], rho), (1.0 - rho) * (g * g))
         slots["square_avg"] = s
         return u.sub(p, u.mul(u.div(g, xp.sqrt(s) + self.eps), lr))
@@ -374,7 +384,7 @@ class Adam(Optimizer):
         self.form = form
 
     def _step(self, p, g, slots, lr, t, u):
-        xp = _xp(p)
+        xp = xp_of(p)
         b1, b2 = self.beta1, self.beta2
         # ** 0.5, not math.sqrt: under jax.jit the step count t is a traced array.
         root_correction = (1.0 - b2**t) ** 0.5

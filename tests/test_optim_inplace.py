@@ -133,3 +133,56 @@ def test_portable_path_same_numbers_on_strict_device1(name, variant):
     assert_trees_close(
         to_host(strict, on_strict), to_host(numpy_backend, on_numpy), rtol=1e-6, atol=1e-7
     )
+
+
+# -- block by block (Updates.blocks): the same bits as whole arrays ---------------------------
+def big_problem(seed=0, n_steps=len(LRS)):
+    """A parameter large enough to be updated in cache-sized blocks, and its gradients."""
+    rng = np.random.default_rng(seed)
+    params = [{"W": rng.normal(size=(300, 500)), "b": rng.normal(size=500)}]
+    grads = [[{k: rng.normal(size=v.shape) for k, v in params[0].items()}] for _ in range(n_steps)]
+    return params, grads
+
+
+@pytest.mark.parametrize("variant", ["plain", "all"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_blockwise_updates_equal_whole_array_updates_bit_for_bit(
+    numpy_backend, monkeypatch, name, variant
+):
+    import portnet.inplace
+
+    params_h, grad_seq = big_problem()
+    W = pn.get_backend("numpy").asarray(params_h[0]["W"], "float32")
+    assert pn.inplace.UPDATES[True].blocks(np, W) is not None  # 600 kB: blocked
+    blocked, blocked_state = run_portnet(
+        numpy_backend, make(name, variant, True), params_h, grad_seq, LRS
+    )
+    monkeypatch.setattr(portnet.inplace, "_BLOCK_BYTES", 2**40)  # one block: whole arrays
+    assert pn.inplace.UPDATES[True].blocks(np, W) is None
+    whole, whole_state = run_portnet(
+        numpy_backend, make(name, variant, True), params_h, grad_seq, LRS
+    )
+    for key in ("W", "b"):
+        np.testing.assert_array_equal(blocked[0][key], whole[0][key])
+    for slots_a, slots_b in zip(
+        blocked_state["slots"][0].values(), whole_state["slots"][0].values(), strict=True
+    ):
+        for a, b in zip(slots_a.values(), slots_b.values(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_blockwise_penalty_gradients_equal_whole_array_ones(numpy_backend, monkeypatch):
+    import portnet.inplace
+
+    rng = np.random.default_rng(4)
+    trainer = pn.Trainer(pn.Sequential([pn.Dense(300, 500)]), pn.get_loss("mse"), pn.SGD(0.1),
+                         [pn.L2(0.3, per_sample=True), pn.L1(0.01)])  # fmt: skip
+    params = [{"W": rng.normal(size=(300, 500)).astype(np.float32), "b": np.zeros(500, np.float32)}]
+    results = []
+    for block_bytes in (portnet.inplace._BLOCK_BYTES, 2**40):
+        monkeypatch.setattr(portnet.inplace, "_BLOCK_BYTES", block_bytes)
+        grads = [{k: np.ones_like(v) for k, v in params[0].items()}]
+        results.append(trainer.add_penalty_grads(np, params, grads, 0.5, 7, inplace=True)[0]["W"])
+    np.testing.assert_array_equal(results[0], results[1])
+    expected = 1 + 0.5 * (0.3 * params[0]["W"] / 7 + 0.01 * np.sign(params[0]["W"]))
+    np.testing.assert_allclose(results[0], expected, rtol=1e-6)
