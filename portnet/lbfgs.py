@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace_of, to_host
+from .sync_free import dot
 
 #: SciPy's default ``factr`` times float64's machine epsilon.
 FTOL_FLOAT64 = 1e7 * float(np.finfo(np.float64).eps)
@@ -118,22 +119,23 @@ def minimize_lbfgs(
     xp = namespace_of(x0)
     if ftol is None:
         ftol = FTOL_FLOAT64 if x0.dtype == xp.float64 else FTOL_FLOAT32
+    resolution = 10 * float(xp.finfo(x0.dtype).eps)
     counter = {"n_fun": 0}
 
     def evaluate(x, d, g_old=None):
         """The point ``x`` with its slope along ``d`` (and ``g_old``'s): one read."""
         f, g = fun_and_grad(x)
         counter["n_fun"] += 1
-        values = [f, xp.vecdot(g, d), xp.max(xp.abs(g))]
+        values = [f, dot(xp, g, d), xp.max(xp.abs(g))]
         if g_old is not None:
-            values.append(xp.vecdot(g_old, d))
+            values.append(dot(xp, g_old, d))
         host = [float(v) for v in to_host(xp.stack(values))]
         return _Point(x, g, host[0], host[2]), host[1], (host[3] if g_old is not None else None)
 
     f0, g0 = fun_and_grad(x0)
     counter["n_fun"] += 1
     f_host, g_max, g_square = (
-        float(v) for v in to_host(xp.stack([f0, xp.max(xp.abs(g0)), xp.vecdot(g0, g0)]))
+        float(v) for v in to_host(xp.stack([f0, xp.max(xp.abs(g0)), dot(xp, g0, g0)]))
     )
     point = _Point(x0, g0, f_host, g_max)
     pairs: list[tuple[Any, Any, float]] = []
@@ -152,8 +154,11 @@ def minimize_lbfgs(
     while True:
         d = -_two_loop(xp, point.g, pairs, gamma)
         step = first_step if n_iter == 0 or not pairs else 1.0
-        found = _line_search(evaluate, point, d, step, max_line_search)
+        found, slope0 = _line_search(evaluate, point, d, step, max_line_search)
         if found is None:
+            if slope0 is not None and -slope0 <= resolution * max(abs(point.f), 1.0):
+                # Even a full step would lower f by less than its rounding: done.
+                return finish(0, "converged: f cannot decrease at this floating precision")
             if not pairs:
                 return finish(2, "the line search found no step that lowers f enough")
             pairs, gamma = [], None  # a stale curvature model: start again from -g
@@ -165,7 +170,7 @@ def minimize_lbfgs(
         # SciPy's test: keep the pair only where the curvature is clearly positive.
         if sy > float(np.finfo(np.float64).eps) * (-alpha * slope_old):
             pairs = [*pairs[-(memory - 1) :], (new.x - point.x, y, 1.0 / sy)]
-            gamma = sy / xp.vecdot(y, y)
+            gamma = sy / dot(xp, y, y)
         f_old, point = point.f, new
         history.append(point.f)
         if callback is not None:
@@ -184,20 +189,21 @@ def _two_loop(xp: Any, g: Any, pairs: list[tuple[Any, Any, float]], gamma: Any) 
     """H g for the inverse-Hessian model of the stored pairs (Algorithm 7.4)."""
     q, alphas = g, []
     for s, y, rho in reversed(pairs):
-        a = rho * xp.vecdot(s, q)
+        a = rho * dot(xp, s, q)
         q = q - a * y
         alphas.append(a)
     r = q if gamma is None else gamma * q
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        r = r + (a - rho * xp.vecdot(y, r)) * s
+        r = r + (a - rho * dot(xp, y, r)) * s
     return r
 
 
 def _line_search(evaluate, start: _Point, d: Any, alpha: float, max_evals: int):
     """A step along ``d`` meeting the strong Wolfe conditions (Algorithm 3.5).
 
-    Returns ``(point, slope there, slope at start, step)``, or ``None`` after
-    ``max_evals`` evaluations without one, or when ``d`` does not descend.
+    Returns ``(found, slope at start)``: ``found`` is ``(point, slope there, slope at
+    start, step)``, or ``None`` after ``max_evals`` evaluations without one, or when
+    ``d`` does not descend (the slope at start is ``None`` if nothing was evaluated).
     """
     f0 = start.f
     slope0 = None
@@ -208,23 +214,21 @@ def _line_search(evaluate, start: _Point, d: Any, alpha: float, max_evals: int):
             slope0 = first_slope
             previous = (0.0, f0, slope0)
             if not slope0 < 0:
-                return None  # not a descent direction: rounding has spoilt the model
+                return None, slope0  # not a descent direction: rounding spoilt the model
         if (
             not math.isfinite(point.f)
             or point.f > f0 + DECREASE * alpha * slope0
             or (i > 0 and point.f >= previous[1])
         ):
-            return _zoom(
-                evaluate, start, d, slope0, previous, (alpha, point.f, slope), max_evals - i - 1
-            )
+            low, high = previous, (alpha, point.f, slope)
+            return _zoom(evaluate, start, d, slope0, low, high, max_evals - i - 1), slope0
         if abs(slope) <= -CURVATURE * slope0:
-            return point, slope, slope0, alpha
+            return (point, slope, slope0, alpha), slope0
         if slope >= 0:
-            return _zoom(
-                evaluate, start, d, slope0, (alpha, point.f, slope), previous, max_evals - i - 1
-            )
+            low, high = (alpha, point.f, slope), previous
+            return _zoom(evaluate, start, d, slope0, low, high, max_evals - i - 1), slope0
         previous, alpha = (alpha, point.f, slope), _extrapolate(previous, (alpha, point.f, slope))
-    return None
+    return None, slope0
 
 
 def _zoom(evaluate, start, d, slope0, low, high, max_evals):

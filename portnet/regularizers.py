@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import build, check_number
-from .sync_free import sign
+from .sync_free import dot, sign
 
 
 class Regularizer:
@@ -57,7 +57,7 @@ class L2(Regularizer):
 
     def value(self, xp, W):
         flat = xp.reshape(W, (-1,))
-        return (0.5 * self.lam) * xp.vecdot(flat, flat)  # a dot product: no W * W temporary
+        return (0.5 * self.lam) * dot(xp, flat, flat)  # a dot product: no W * W temporary
 
     def gradient(self, xp, W, scale=1.0):
         return (self.lam * scale) * W
