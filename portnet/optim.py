@@ -397,8 +397,8 @@ class Adam(Optimizer):
         else:
             step = lr / (1.0 - b1**t)
             denom = u.add(u.div(xp.sqrt(v), root_correction), self.eps)
-        # g is scratch now (it holds (1 - b2) g^2): the step goes through it.
-        return u.sub(p, u.mul(u.div(u.assign(g, m), denom), step))
+        # m / denom is a fresh array: the step is scaled and applied through it.
+        return u.sub(p, u.mul(m / denom, step))
 
     def _hyper_parameters(self):
         extra = {"form": self.form} if self.form != "corrected" else {}

@@ -20,8 +20,8 @@ class TrainingData:
     X : array or HostRows
         Device features, or sparse host rows that go to the device batch by batch.
     y : array
-        Device targets as the loss takes them: class indices (softmax), 0/1 columns
-        (logistic) or values ``(n, n_outputs)`` (regression).
+        Device targets as the loss takes them, ``(n, n_outputs)``: one-hot rows
+        (softmax), 0/1 columns (logistic) or values (regression).
     weights : array or None
         Device sample weights ``(n,)``.
     stratify : numpy.ndarray or None

@@ -373,10 +373,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _device_targets(self, y: np.ndarray):
-        backend = self.model_.backend
-        if self.out_activation_ == "softmax":
-            return backend.asarray(np.argmax(y, axis=1).astype(np.int64)), y
-        return backend.asarray(y.astype(np.float64), self.model_.dtype), y
+        # The binarized 0/1 columns, one-hot for softmax (no one-hot made per step).
+        return self.model_.backend.asarray(y.astype(np.float64), self.model_.dtype), y
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):

@@ -31,7 +31,7 @@ class ValidationScore:
     data : TrainingData
         The held-out samples, on the model's device.
     task : {"softmax", "logistic", "identity", "exp"}
-        The output activation: a class index, 0/1 columns, or values to predict.
+        The output activation: one-hot rows, 0/1 columns, or values to predict.
     """
 
     def __init__(self, model: Any, data: TrainingData, task: str):
@@ -64,7 +64,7 @@ class ValidationScore:
 
     def _batch_sums(self, xp: Any, outputs: Any, y: Any, w: Any) -> list[Any]:
         if self.task == "softmax":
-            right = xp.argmax(outputs, axis=1) == y
+            right = xp.argmax(outputs, axis=1) == xp.argmax(y, axis=1)
         elif self.task == "logistic":
             right = xp.all((outputs > 0) == (y > 0.5), axis=1)
         else:
