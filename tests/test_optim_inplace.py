@@ -136,9 +136,10 @@ def test_portable_path_same_numbers_on_strict_device1(name, variant):
 
 
 # -- block by block (Updates.blocks): the same bits as whole arrays ---------------------------
-def big_problem(seed=0, n_steps=len(LRS)):
+def big_problem(seed=0):
     """A parameter large enough to be updated in cache-sized blocks, and its gradients."""
     rng = np.random.default_rng(seed)
+    n_steps = len(LRS)
     params = [{"W": rng.normal(size=(300, 500)), "b": rng.normal(size=500)}]
     grads = [[{k: rng.normal(size=v.shape) for k, v in params[0].items()}] for _ in range(n_steps)]
     return params, grads
