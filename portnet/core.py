@@ -247,7 +247,7 @@ class Trainer:
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     factor = scale / batch_weight if reg.per_sample else scale
-                    blocks = u.blocks(xp, p[key])
+                    blocks = u.blocks(xp, p[key], g[key])
                     if blocks is None:
                         g[key] = u.add(g[key], reg.gradient(xp, p[key], factor))
                         continue

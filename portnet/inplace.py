@@ -83,19 +83,24 @@ class Updates:
             return scratch
         return value
 
-    def blocks(self, xp: Any, array: Any) -> list[slice] | None:
-        """Slices of the flattened ``array`` to update one after the other, or ``None``.
+    def blocks(self, xp: Any, *arrays: Any) -> list[slice] | None:
+        """Slices of the flattened ``arrays`` (of one size) to update one after the
+        other, or ``None`` for whole arrays.
 
         Elementwise updates of a large array in host memory (an optimizer's dozen
         passes over a parameter, its gradient and its moments) run out of the CPU's
         caches; done block by block, each block's passes stay in its L2 cache, and the
-        results are the same bits. In place on NumPy only: a GPU wants whole-array
-        kernels, and rebinding libraries could not write the blocks back.
+        results are the same bits. In place on NumPy only, and only for contiguous
+        arrays, whose flat reshape is a view the blocks write through: a GPU wants
+        whole-array kernels, and rebinding libraries could not write the blocks back.
         """
-        if not self.inplace or family(xp) != "numpy" or array.nbytes < 2 * _BLOCK_BYTES:
+        first = arrays[0]
+        if not self.inplace or family(xp) != "numpy" or first.nbytes < 2 * _BLOCK_BYTES:
             return None
-        step = max(1, _BLOCK_BYTES // array.itemsize)
-        return [slice(start, start + step) for start in range(0, array.size, step)]
+        if not all(a.flags.c_contiguous and a.size == first.size for a in arrays):
+            return None
+        step = max(1, _BLOCK_BYTES // first.itemsize)
+        return [slice(start, start + step) for start in range(0, first.size, step)]
 
     def __repr__(self) -> str:
         return f"Updates(inplace={self.inplace})"

@@ -155,7 +155,7 @@ class Optimizer:
                 # state passed in must stay as it was (update is a pure function there).
                 out_slots[key] = dict(layer_s[key])
                 g = layer_g[key]
-                blocks = u.blocks(xp_of(p), p)
+                blocks = u.blocks(xp_of(p), p, g, *out_slots[key].values())
                 if blocks is None:
                     out[key] = self._one_step(p, g, out_slots[key], lr, t_power, u, prescaled)
                     continue

@@ -187,3 +187,16 @@ def test_blockwise_penalty_gradients_equal_whole_array_ones(numpy_backend, monke
     np.testing.assert_array_equal(results[0], results[1])
     expected = 1 + 0.5 * (0.3 * params[0]["W"] / 7 + 0.01 * np.sign(params[0]["W"]))
     np.testing.assert_allclose(results[0], expected, rtol=1e-6)
+
+
+def test_a_non_contiguous_gradient_is_updated_whole_not_in_lost_blocks(numpy_backend):
+    """A transposed (non-contiguous) gradient has no flat view to write blocks through."""
+    params_h, grad_seq = big_problem()
+    params = to_device(numpy_backend, params_h, "float32")
+    grads = [{"W": np.ascontiguousarray(grad_seq[0][0]["W"].T, dtype=np.float32).T,
+              "b": grad_seq[0][0]["b"].astype(np.float32)}]  # fmt: skip
+    assert not grads[0]["W"].flags.c_contiguous
+    assert pn.inplace.UPDATES[True].blocks(np, params[0]["W"], grads[0]["W"]) is None
+    expected = params_h[0]["W"] - 0.1 * grad_seq[0][0]["W"]
+    updated, _ = pn.SGD(0.1, inplace=True).update(params, grads, pn.SGD(0.1).init(params), 0.1)
+    np.testing.assert_allclose(updated[0]["W"], expected, rtol=1e-5, atol=1e-6)
