@@ -153,7 +153,7 @@ def minimize_lbfgs(
     first_step = 1.0 / math.sqrt(g_square)
     while True:
         d = -_two_loop(xp, point.g, pairs, gamma)
-        step = first_step if n_iter == 0 or not pairs else 1.0
+        step = first_step if n_iter == 0 else 1.0  # SciPy: 1/|g| on the first iteration only
         found, slope0 = _line_search(evaluate, point, d, step, max_line_search)
         if found is None:
             if slope0 is not None and -slope0 <= resolution * max(abs(point.f), 1.0):
