@@ -1,4 +1,4 @@
-"""The backend test matrix of DESIGN.md: one pytest process, every case visible.
+"""The backend test matrix (docs/design.md, "Tests as instruments"): every case visible.
 
 Each case is a ``pytest.param`` with an id; cases whose library or device is
 missing are skipped with the reason, so ``pytest -ra`` shows them.

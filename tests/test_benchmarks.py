@@ -1,7 +1,7 @@
 """The epoch-time benchmark runs end to end in its --quick mode and writes well-formed results.
 
-Only the shape of the output is checked, never speed (DESIGN.md: "Benchmarks,
-not timed tests").
+Only the shape of the output is checked, never speed: speed is measured by the
+benchmarks themselves (benchmarks/README.md, "Reading the numbers").
 """
 
 from __future__ import annotations
