@@ -6,6 +6,8 @@ or Kuzushiji-MNIST; ``load_dataset("fashion_mnist_sample")`` loads a stratified
 Copyright (c) 2017 Zalando SE, MIT licence (see ``FASHION_MNIST_LICENSE.txt``).
 """
 
+from portnet.data.catalog import DATASETS, Dataset, DatasetSpec, FileSpec, available_datasets
+from portnet.data.fetch import search_path
 from portnet.data.idx import DatasetError, parse_idx, read_idx, write_idx
 from portnet.data.preprocessing import (
     StandardScaler,
@@ -17,15 +19,7 @@ from portnet.data.preprocessing import (
     standardize_per_image,
     stratified_split,
 )
-from portnet.data.registry import (
-    DATASETS,
-    Dataset,
-    DatasetSpec,
-    FileSpec,
-    available_datasets,
-    load_dataset,
-    search_path,
-)
+from portnet.data.registry import load_dataset
 
 __all__ = [
     "DATASETS",

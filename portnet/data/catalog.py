@@ -4,8 +4,7 @@
 MNIST, Kuzushiji-MNIST), each with the :class:`FileSpec` of its four files and the
 source of every checksum; :data:`SAMPLE_DATASETS` names the samples shipped inside
 the package. :class:`Dataset` is what :func:`~portnet.data.load_dataset` returns.
-All of these are also importable from :mod:`portnet.data.registry` and
-:mod:`portnet.data`.
+All of these are also importable from :mod:`portnet.data`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ The search order of :func:`search_path` (``data_dir``, ``$PORTNET_DATA_DIR/<name
 the user cache, system folders), the check of which files a folder holds, the
 download of missing files with pooch from the registered mirrors, and the error
 that lists every folder searched and how to get the data when none has them.
-:func:`search_path` is also importable from :mod:`portnet.data.registry` and
-:mod:`portnet.data`.
+:func:`search_path` is also importable from :mod:`portnet.data`.
 """
 
 from __future__ import annotations

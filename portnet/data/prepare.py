@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .catalog import Dataset
 from .preprocessing import StandardScaler, scale_images, standardize_per_image, stratified_split
-from .registry import Dataset, load_dataset
+from .registry import load_dataset
 
 #: The normalisations :func:`prepare_data` and :func:`normalize_images` know.
 NORMALIZATIONS = ("scale", "feature", "image")

@@ -2,7 +2,7 @@
 
 This module loads and verifies; the registered datasets themselves are in
 :mod:`portnet.data.catalog` and the search path and downloads in
-:mod:`portnet.data.fetch`, whose public names are re-exported here.
+:mod:`portnet.data.fetch`. Import the public names from :mod:`portnet.data`.
 
 :func:`load_dataset` looks for the four IDX files of a dataset in, in order:
 
@@ -38,21 +38,11 @@ from portnet.data.catalog import (
     DatasetSpec,
     FileSpec,
     _canonical_name,
-    available_datasets,
 )
-from portnet.data.fetch import _download, _find_files, _not_found, _search_path, search_path
+from portnet.data.fetch import _download, _find_files, _not_found, _search_path
 from portnet.data.idx import GZIP_MAGIC, DatasetError, decompress, parse_idx
 
-__all__ = [
-    "DATASETS",
-    "SAMPLE_DATASETS",
-    "Dataset",
-    "DatasetSpec",
-    "FileSpec",
-    "available_datasets",
-    "load_dataset",
-    "search_path",
-]
+__all__ = ["load_dataset"]
 
 
 # (resolved path, size, mtime_ns, expected FileSpec) -> how the file was verified.
