@@ -13,7 +13,7 @@ from .allocator import retain_freed_memory
 from .augment import RandomFlip, RandomShift
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
 from .callbacks import Callback, History, ProgressLogger
-from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
+from .conv import Conv2D, Flatten, Reshape
 from .core import Trainer, TrainState
 from .decomposition import PCA
 from .errors import (
@@ -42,6 +42,7 @@ from .model_selection import CVResult, cross_validate
 from .networks import mlp
 from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
+from .pooling import AvgPool2D, MaxPool2D
 from .regularizers import L1, L2
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 from .threads import limit_threads

@@ -6,10 +6,7 @@ channels-last view, as :mod:`portnet.windows` explains (the standard has no
 ``as_strided`` and no scatter). :class:`Flatten` and :class:`Reshape` connect
 image layers to dense ones.
 
-The pooling layers live in :mod:`portnet.pooling`; :class:`MaxPool2D` and
-:class:`AvgPool2D` are re-exported here, so ``from portnet.conv import Conv2D,
-MaxPool2D, AvgPool2D, Flatten, Reshape`` keeps working, as do
-:func:`window_sources` and :func:`window_adjoint`.
+The pooling layers are in :mod:`portnet.pooling`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from array_api_compat import device as device_of
 from .errors import ConfigError
 from .inplace import UPDATES
 from .layers import Layer
-from .pooling import AvgPool2D, MaxPool2D
 from .windows import (
     _pair,
     fold_slices,
@@ -30,20 +26,10 @@ from .windows import (
     pad_nhwc,
     to_nchw,
     to_nhwc,
-    window_adjoint,
     window_slices,
-    window_sources,
 )
 
-__all__ = [
-    "AvgPool2D",
-    "Conv2D",
-    "Flatten",
-    "MaxPool2D",
-    "Reshape",
-    "window_adjoint",
-    "window_sources",
-]
+__all__ = ["Conv2D", "Flatten", "Reshape"]
 
 
 class Conv2D(Layer):

@@ -9,8 +9,7 @@ cropped to whole windows, is the ``(N, H_o, K_h, W_o, K_w, C)`` **reshape** of t
 placed (stacked back, or assigned to strided slices), never added; max pooling's
 mask is one broadcast comparison there where arrays are mutable. Other geometries
 fold gradients back slice by slice (col2im).
-:class:`MaxPool2D` and :class:`AvgPool2D` are also importable from
-:mod:`portnet.conv` and from :mod:`portnet`.
+:class:`MaxPool2D` and :class:`AvgPool2D` are also importable from :mod:`portnet`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from conftest import (
 )
 
 import portnet as pn
-from portnet.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Reshape
+from portnet.conv import Conv2D, Flatten, Reshape
 from portnet.layers import layer_from_config
+from portnet.pooling import AvgPool2D, MaxPool2D
 
 GRAD_TOL = 1e-6
 

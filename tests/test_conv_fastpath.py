@@ -22,9 +22,10 @@ from conftest import (
 )
 
 import portnet as pn
-from portnet.conv import AvgPool2D, Conv2D, MaxPool2D
+from portnet.conv import Conv2D
 from portnet.inplace import supports_inplace
 from portnet.normalization import BatchNorm
+from portnet.pooling import AvgPool2D, MaxPool2D
 from portnet.windows import window_sources
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}

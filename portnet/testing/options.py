@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, augment, conv, layers, normalization, optim, schedules
+from .. import activations, augment, conv, layers, normalization, optim, pooling, schedules
 from ..model import Model
 from ..networks import mlp
 
@@ -29,7 +29,7 @@ def _cnn_maxpool() -> list[layers.Layer]:
         conv.Conv2D(1, 4, 3, padding=1),
         normalization.BatchNorm(4),
         activations.ReLU(),
-        conv.MaxPool2D(2),
+        pooling.MaxPool2D(2),
         conv.Flatten(),
         layers.Dense(4 * 4 * 4, N_CLASSES),
     ]
@@ -41,8 +41,8 @@ def _cnn_strided() -> list[layers.Layer]:
         conv.Reshape(IMAGE),
         conv.Conv2D(1, 4, 3, stride=2, padding=1, bias=False),
         activations.Tanh(),
-        conv.AvgPool2D(3, stride=1, padding=1),
-        conv.MaxPool2D(3, stride=2, padding=1),
+        pooling.AvgPool2D(3, stride=1, padding=1),
+        pooling.MaxPool2D(3, stride=2, padding=1),
         conv.Flatten(),
         layers.Dense(4 * 2 * 2, N_CLASSES),
     ]
