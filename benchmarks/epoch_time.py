@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import portnet as pn
-from experiments.common import Number, check_output_dir, check_output_file, run_cli
+from experiments.common import check_output_dir, check_output_file, run_cli
+from portnet.config import Number
 
 from . import report
 from .epoch_timing import _say, attach_op_counts, count_ops, load_data, run_group

@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 import portnet as pn
-from experiments.common import Number, check_output_file, run_cli
+from experiments.common import check_output_file, run_cli
+from portnet.config import Number
 from portnet.io import atomic_write_bytes
 
 from . import epoch_time, gpu_precision, gpu_tests

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 import portnet as pn
-from experiments.common import Number, check_output_file, run_cli
+from experiments.common import check_output_file, run_cli
+from portnet.config import Number
 
 from .machine import cpu_model
 from .workloads import WORKLOADS
@@ -90,7 +91,7 @@ def time_layers(
                 random=random,
                 need_input_grad=i > 0,
                 check_inputs=False,
-                inplace=bool(backend.inplace),
+                ops=backend.ops,
             )
             backend.synchronize()
             start = time.perf_counter()

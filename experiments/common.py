@@ -7,22 +7,21 @@ Config files, clean errors and atomic outputs (data preparation is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import json
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from portnet.config import check_number
 from portnet.errors import ConfigError, PortnetError
 from portnet.io import atomic_write_bytes
+from portnet.run_config import read_config_file
 
 EXIT_USAGE = 2
 
@@ -77,151 +76,10 @@ def describe_os_error(exc: OSError) -> str:
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML (or JSON) config file into a flat dict; any problem exits 2 with the fix."""
-    path = Path(path)
-    if path.is_dir():
-        fail(f"config file {path} is a folder; give the path of a .yaml or .json file.")
-    if not path.is_file():
-        fail(f"config file {path} does not exist; check the path given to --config.")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"config file {path} cannot be read ({exc.strerror or exc}); check its permissions.")
-    except UnicodeDecodeError:
-        fail(f"config file {path} is not UTF-8 text; give a YAML or JSON file of option: value.")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            fail(f"config file {path} is not valid JSON ({exc}); fix it and run again.")
-    else:
-        try:
-            import yaml
-        except ImportError:
-            fail('YAML configs need PyYAML: pip install "portnet[yaml]" (or use a .json config).')
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            fail(f"config file {path} is not valid YAML: {exc}")
-        data = {} if data is None else data
-    if not isinstance(data, dict):
-        fail(
-            f"config file {path} must hold a mapping of option: value, got a {type(data).__name__}."
-        )
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def merge_config(
-    defaults: Mapping[str, Any], file_config: Mapping[str, Any], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Defaults, overridden by the config file, overridden by flags given on the command line."""
-    unknown = sorted(set(file_config) - set(defaults))
-    if unknown:
-        fail(
-            f"unknown option(s) in the config file: {', '.join(unknown)}. "
-            f"Known options: {', '.join(sorted(defaults))}."
-        )
-    config = {**defaults, **file_config}
-    for key in defaults:
-        value = getattr(args, key, None)
-        if value is not None:
-            config[key] = value
-    return config
-
-
-# --- checking values: one rule per option, used for flags and config files alike ----------
-
-
-@dataclasses.dataclass(frozen=True)
-class Number:
-    """A rule for a numeric option: see :func:`portnet.config.check_number`.
-
-    ``optional``: ``None`` is allowed (the option is off).
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-    optional: bool = False
-
-    def check(self, name: str, value: Any) -> Any:
-        if value is None and self.optional:
-            return None
-        return check_number(
-            name,
-            value,
-            low=self.low,
-            high=self.high,
-            low_open=self.low_open,
-            high_open=self.high_open,
-            integer=self.integer,
-        )
-
-    def arg(self, text: str) -> Any:
-        """argparse ``type=``: parse a flag's text and check it."""
-        try:
-            value = int(text) if self.integer else float(text)
-        except ValueError:
-            kind = "a whole number" if self.integer else "a number"
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-        try:
-            return self.check("the value", value)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).replace("the value ", "")) from None
-
-
-@dataclasses.dataclass(frozen=True)
-class Choice:
-    """A rule for an option that takes one of a few strings."""
-
-    choices: tuple[str, ...]
-    optional: bool = False
-
-    def check(self, name: str, value: Any) -> Any:
-        if value is None and self.optional:
-            return None
-        if not isinstance(value, str) or value not in self.choices:
-            raise ConfigError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
-        return value
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """A rule for an option of a plain type (``str``, ``bool``, ``list`` ...)."""
-
-    types: tuple[type, ...]
-    optional: bool = False
-
-    def check(self, name: str, value: Any) -> Any:
-        if value is None and self.optional:
-            return None
-        if not isinstance(value, self.types) or (
-            bool not in self.types and isinstance(value, bool)
-        ):
-            wanted = " or ".join(_TYPE_WORDS.get(t, t.__name__) for t in self.types)
-            raise ConfigError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
-        return value
-
-
-_TYPE_WORDS = {str: "a string", bool: "true or false", list: "a list", dict: "a mapping"}
-
-Rule = Number | Choice | Kind
-
-
-def check_options(config: Mapping[str, Any], rules: Mapping[str, Rule], where: str) -> None:
-    """Check every option of ``config`` that has a rule; exit 2 naming the first bad one.
-
-    ``where`` says where the values come from (``"config file x.yaml"``), for the message.
-    """
-    for key, value in config.items():
-        rule = rules.get(key)
-        if rule is None:
-            continue
-        try:
-            rule.check(key, value)
-        except ConfigError as exc:
-            fail(f"{where}: {exc}. Fix the value and run again.")
+        return read_config_file(path)
+    except ConfigError as exc:
+        fail(f"{exc}.")
 
 
 # --- output paths: checked before any work, so a long run never ends on an unwritable path --
@@ -298,34 +156,6 @@ def _json_default(value: Any) -> Any:
 def default_out_dir(prefix: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{prefix}-{stamp}"
-
-
-def parse_int_list(text: Any) -> list[int]:
-    """``"500,324"`` -> ``[500, 324]``; ``""`` or ``"none"`` -> ``[]`` (no hidden layer).
-
-    Also takes a list of whole numbers (from a config file). Raises
-    ``argparse.ArgumentTypeError`` for anything else, fractions and widths below 1.
-    """
-    if text is None or str(text).strip().lower() in ("", "none", "0"):
-        return []
-    if isinstance(text, list | tuple):
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in text):
-            raise argparse.ArgumentTypeError(f"layer widths must be whole numbers, got {text!r}")
-        values = list(text)
-    elif isinstance(text, bool) or not isinstance(text, str | int):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 500,324, got {text!r}"
-        )
-    else:
-        try:
-            values = [int(part) for part in str(text).split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated integers such as 500,324, got {text!r}"
-            ) from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
-    return values
 
 
 def positive_int(text: str) -> int:

@@ -1,232 +1,104 @@
-"""The main job's configuration: defaults, the rules every value must meet, the network.
+"""The main job's flags and config files, mapped onto :class:`portnet.RunConfig`.
 
-Defaults < config file < flags; every value is checked (:func:`resolve_config`), and
-a config file's ``layers:`` list is the network for any model (:func:`build_layers`),
-so nothing given is silently ignored. A problem exits with code 2 and one line.
+Every run option is a field of the record, with its default, rule and help text
+written there once: the flags are made from the fields. Defaults < config file <
+flags; a problem exits with code 2 and one line naming the option and the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 from pathlib import Path
 
-import portnet as pn
-from experiments.common import (
-    Choice,
-    Kind,
-    Number,
-    check_options,
-    fail,
-    load_config_file,
-    merge_config,
-    parse_int_list,
-)
-from portnet.layers import layer_classes
+from experiments.common import fail
+from portnet.config import Choice, Kind, Number, Widths
+from portnet.errors import ConfigError
+from portnet.run_config import OPTIMIZER_NAMES, RunConfig, default_of, read_config_file
 
 CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
 
-# Chosen on validation data from runs on a 2-core CPU (docs/mlp.md): an MLP that
-# finishes in under five minutes there at 0.91 test accuracy, regularised by dropout,
-# BatchNorm, random flips, weight decay and label smoothing, predicting with test-time
-# flips, trained by cosine-annealed momentum SGD.
-DEFAULTS = {
-    "backend": None,
-    "device": None,
-    "dtype": "float32",
-    "threads": None,
-    "dataset": "fashion_mnist",
-    "data_dir": None,
-    "normalize": "feature",
-    "model": "mlp",
-    "layers": None,
-    "hidden": [1024, 512],
-    "activation": "relu",
-    "dropout": 0.3,
-    "batch_norm": True,
-    "flip": True,
-    "test_time_flip": None,
-    "optimizer": "momentum",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "schedule": "cosine",
-    "batch_size": 128,
-    "epochs": 80,
-    "l1": 0.0,
-    "l2": 0.0,
-    "weight_decay": 5e-4,
-    "label_smoothing": 0.1,
-    "patience": None,
-    "val_fraction": 0.1,
-    "seed": 0,
-    "train_size": None,
-    "out": None,
-    "plots": True,
-    "compile": False,
-}
+#: What the job does with a run besides training it; not part of the run.
+JOB_OPTIONS = {"out": None, "plots": True}
 
-# What each option accepts; flags and config-file values are checked against the same
-# rules before any data is loaded. ``hidden`` is checked by parse_int_list, ``layers``
-# by build_layers.
-RULES = {
-    "backend": Kind((str,), optional=True),
-    "device": Kind((str,), optional=True),
-    "dtype": Choice(("float32", "float64")),
-    "threads": Number(low=1, integer=True, optional=True),
-    "dataset": Kind((str,)),
-    "data_dir": Kind((str,), optional=True),
-    "normalize": Choice(("scale", "feature", "image")),
-    "model": Choice(("mlp", "cnn", "layers")),
-    "layers": Kind((list,), optional=True),
-    "activation": Choice(("relu", "leaky_relu", "tanh", "sigmoid")),
-    "dropout": Number(low=0, high=1, high_open=True),
-    "batch_norm": Kind((bool,)),
-    "flip": Kind((bool,)),
-    "test_time_flip": Kind((bool,), optional=True),
-    "optimizer": Choice(("sgd", "momentum", "nesterov", "rmsprop", "adam")),
-    "lr": Number(low=0, low_open=True),
-    "momentum": Number(low=0, high=1, high_open=True),
-    "schedule": Choice(("constant", "cosine", "step")),
-    "batch_size": Number(low=1, integer=True),
-    "epochs": Number(low=1, integer=True),
-    "l1": Number(low=0),
-    "l2": Number(low=0),
-    "weight_decay": Number(low=0),
-    "label_smoothing": Number(low=0, high=1, high_open=True),
-    "patience": Number(low=1, integer=True, optional=True),
-    "val_fraction": Number(low=0, high=1, low_open=True, high_open=True),
-    "seed": Number(low=0, integer=True),
-    "train_size": Number(low=20, integer=True, optional=True),
-    "out": Kind((str,), optional=True),
-    "plots": Kind((bool,)),
-    "compile": Kind((bool,)),
-}
-
-# Options that only shape the built-in MLP: a layer list would leave them unused.
-MLP_OPTIONS = ("hidden", "activation", "dropout", "batch_norm", "flip")
+#: Written into config.json: a run folder of another layout cannot be resumed.
+RUN_FOLDER_FORMAT = "portnet-run/2"
 
 
-def make_optimizer(config: dict) -> pn.Optimizer:
-    lr, epochs = float(config["lr"]), int(config["epochs"])
-    schedule = {
-        "constant": pn.Constant(lr),
-        "cosine": pn.CosineDecay(lr, epochs),
-        "step": pn.StepDecay(lr, factor=0.5, every=max(1, epochs // 4)),
-    }[config["schedule"]]
-    kwargs = {"weight_decay": float(config["weight_decay"])}
-    name = config["optimizer"]
-    if name in ("momentum", "nesterov"):
-        kwargs["gamma"] = float(config["momentum"])
-    return pn.get_optimizer(name, lr=schedule, **kwargs)
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per option of :class:`RunConfig` (``--batch-size`` for ``batch_size``),
+    in argument groups, with the option's help text and default."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for field in dataclasses.fields(RunConfig):
+        meta = field.metadata
+        if not meta["flag"]:
+            continue
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        default = default_of(field.name)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_text = meta["help"] + ("" if default is None else f" (default {shown})")
+        group.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            help=help_text,
+            **_flag_kind(field.name, meta["rule"]),
+        )
 
 
-def resolve_config(args: argparse.Namespace) -> dict:
-    """Defaults < config file < flags, every value checked; exits 2 naming any bad one.
+def _flag_kind(name: str, rule) -> dict:
+    """argparse's ``type``/``choices``/``action`` for an option's rule."""
+    if name == "optimizer":
+        return {"choices": OPTIMIZER_NAMES}
+    if name == "model":
+        return {"choices": ("mlp", "cnn")}  # a layers list comes from a config file
+    if isinstance(rule, Kind) and bool in rule.types:
+        return {"action": argparse.BooleanOptionalAction}
+    if isinstance(rule, Choice):
+        return {"choices": rule.choices}
+    if isinstance(rule, Number | Widths):
+        return {"type": rule.arg, "metavar": "N" if getattr(rule, "integer", False) else None}
+    return {}
 
-    A ``layers:`` list in the config file is the network, whatever the model: with it,
-    ``model`` is ``cnn`` (if asked for) or ``layers``; ``model: mlp`` or MLP options
-    (--hidden, --activation, --dropout) that differ from the defaults are refused, since
-    they would be ignored. ``--model cnn`` without a list takes experiments/configs/cnn.yaml.
+
+def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict]:
+    """The run and the job options of the command line: defaults < file < flags.
+
+    ``--model cnn`` without a layers list takes experiments/configs/cnn.yaml under
+    the file and the flags. Exits 2 naming any bad option.
     """
-    file_config = load_config_file(args.config) if args.config else {}
-    where = f"config file {args.config}"
-    check_options(file_config, RULES, where)
-    if "hidden" in file_config:
-        try:
-            file_config["hidden"] = parse_int_list(file_config["hidden"])
-        except argparse.ArgumentTypeError as exc:
-            fail(f"{where}: hidden: {exc}. Fix the value and run again.")
-    model = args.model or file_config.get("model")
-    if file_config.get("layers") is not None:
-        if model == "mlp":
-            source = "--model mlp" if args.model else f"model: mlp in {args.config}"
-            fail(
-                f"{source} builds the MLP of --hidden, but {args.config} also gives a layers: "
-                "list, which would be ignored. Remove one of them: without model: mlp the "
-                "list is the network."
-            )
-        model = model or "layers"
-    elif model == "layers":
-        fail(f"model: layers needs a layers: list in the config file ({where} has none).")
-    elif model == "cnn":
-        # --model cnn alone: the measured CNN configuration, under the file and the flags.
-        file_config = {**load_config_file(CNN_CONFIG), **file_config}
-    if model is not None:
-        file_config["model"] = model
-    config = merge_config(DEFAULTS, file_config, args)
-    if config["layers"] is not None:
-        unused = [key for key in MLP_OPTIONS if config[key] != DEFAULTS[key]]
-        if unused:
-            flags = ", ".join(f"{key} ({config[key]!r})" for key in unused)
-            fail(
-                f"{flags} shape the built-in MLP, but this run's network is the layers: list "
-                f"of {args.config or CNN_CONFIG}, so they would be ignored. Remove them, or "
-                "change the list (e.g. its Dense widths or a Dropout layer's rate)."
-            )
-        build_layers(config["layers"], where if args.config else str(CNN_CONFIG))
-    if config["test_time_flip"] and not mirrors_training_images(config):
-        fail(
-            "--test-time-flip averages the predictions for each image and its mirror image, "
-            "made by the network's RandomFlip, but this run's network has none: add --flip "
-            "(MLP) or a RandomFlip layer after the Reshape (layers list), or drop "
-            "--test-time-flip."
-        )
-    if config["compile"] and config["backend"] not in (None, "jax"):
-        fail(
-            f"--compile compiles the training step with jax.jit and needs --backend jax; "
-            f"this run's backend is {config['backend']}. Drop --compile or use --backend jax."
-        )
-    if config["plots"] and importlib.util.find_spec("matplotlib") is None:
+    values = _file_values(args.config) if args.config else {}
+    where = f"config file {args.config}" if args.config else "the flags"
+    job = {key: values.pop(key, default) for key, default in JOB_OPTIONS.items()}
+    values.pop("format", None)
+    model = args.model or values.get("model")
+    if model == "cnn" and values.get("layers") is None:
+        values = {**_file_values(CNN_CONFIG), **values}
+        where = f"{where} over {CNN_CONFIG}" if args.config else str(CNN_CONFIG)
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        if key in JOB_OPTIONS:
+            job[key] = value
+        elif key in RunConfig.__dataclass_fields__:
+            values[key] = value
+    try:
+        config = RunConfig.from_dict(values)
+    except ConfigError as exc:
+        fail(f"{where}: {exc}. Fix the value and run again.")
+    _check_can_run(config, job)
+    return config, job
+
+
+def _file_values(path) -> dict:
+    try:
+        return read_config_file(path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _check_can_run(config: RunConfig, job: dict) -> None:
+    """What the job needs from this machine, checked before any data is loaded."""
+    if job["plots"] and importlib.util.find_spec("matplotlib") is None:
         fail('the plots need matplotlib: pip install "portnet[plots]", or pass --no-plots.')
-    if config["data_dir"] is not None and not Path(config["data_dir"]).is_dir():
-        fail(f"--data-dir {config['data_dir']} is not a folder; give the folder of the IDX files.")
-    return config
-
-
-def build_layers(specs, where: str) -> pn.Sequential:
-    """The network of a ``layers:`` list; exits 2 naming the entry that is wrong and why."""
-    if not isinstance(specs, list) or not specs:
-        fail(
-            f"{where}: layers must be a non-empty list of {{class: Name, config: {{...}}}} "
-            f"entries, got {specs!r}."
-        )
-    known = layer_classes()
-    for number, spec in enumerate(specs, 1):
-        head = f"{where}: layer {number} of the layers list"
-        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
-            fail(f"{head} must be {{class: Name, config: {{...}}}}, got {spec!r}.")
-        extra = sorted(set(spec) - {"class", "config"})
-        if extra:
-            fail(
-                f"{head} ({spec['class']}) has unknown key(s) {', '.join(extra)}; "
-                "a layer takes only class and config."
-            )
-        if spec["class"] not in known:
-            fail(
-                f"{head}: unknown layer class {spec['class']!r}; known layers: "
-                f"{', '.join(sorted(known))}."
-            )
-        config = spec.get("config")
-        if config is not None and not isinstance(config, dict):
-            fail(f"{head} ({spec['class']}): config must be a mapping, got {config!r}.")
-        try:
-            pn.Sequential([spec])
-        except (pn.PortnetError, TypeError, ValueError) as exc:
-            fail(f"{head} ({spec['class']}): {exc}. Fix the layer's config and run again.")
-    return pn.Sequential(specs)
-
-
-def mirrors_training_images(config: dict) -> bool:
-    """Whether the run's network has a RandomFlip: ``--flip`` for the MLP, or a
-    RandomFlip entry in the layers list."""
-    if config["layers"] is None:
-        return bool(config["flip"])
-    return any(spec.get("class") == "RandomFlip" for spec in config["layers"])
-
-
-def uses_test_time_flip(config: dict) -> bool:
-    """``test_time_flip`` as given, or (left unset) on exactly when the network mirrors
-    its training images."""
-    if config["test_time_flip"] is None:
-        return mirrors_training_images(config)
-    return bool(config["test_time_flip"])
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        fail(f"--data-dir {config.data_dir} is not a folder; give the folder of the IDX files.")

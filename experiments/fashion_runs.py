@@ -110,6 +110,14 @@ def resume_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
             f"--resume {run_dir}: no {CHECKPOINT} there, so the run stopped before its first "
             "epoch ended; start it again with the same settings."
         )
+    from experiments.fashion_config import RUN_FOLDER_FORMAT
+
+    if _read_run_file(run_dir, "config.json").get("format") != RUN_FOLDER_FORMAT:
+        fail(
+            f"--resume {run_dir}: that run was written by an older portnet, whose run "
+            "configuration this version does not read back exactly, so it cannot be resumed; "
+            "start it again (its config.json holds the settings)."
+        )
     argv = ["--config", str(run_dir / "config.json"), "--out", str(run_dir)]
     for flag, value in (
         ("--backend", args.backend),
@@ -123,17 +131,17 @@ def resume_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     return resumed
 
 
-def run_lr_find(model: pn.Model, train: tuple, config: dict, out: Path) -> None:
+def run_lr_find(model: pn.Model, train: tuple, config: pn.RunConfig, plots: bool, out: Path):
     """``--lr-find``: the learning-rate range test on the training data, instead of training.
 
     Writes ``lr_find.png`` and ``lr_find.json`` to ``out`` and prints the suggestion.
     """
-    print(f"lr-find  100 steps of batch {config['batch_size']}, rates 1e-6 to 1 ...")
-    result = pn.lr_find(model, *train, batch_size=config["batch_size"], seed=config["seed"])
+    print(f"lr-find  100 steps of batch {config.batch_size}, rates 1e-6 to 1 ...")
+    result = pn.lr_find(model, *train, batch_size=config.batch_size, seed=config.run_seed())
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "lr_find.json", result.to_dict())
     figure = ""
-    if config["plots"]:
+    if plots:
         name = type(model.optimizer).__name__
         result.plot(out / "lr_find.png", title=f"learning-rate range test ({name})")
         figure = f", plot {out / 'lr_find.png'}"

@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.common import Number, fail, run_cli
+from experiments.common import fail, run_cli
+from portnet.config import Number
 from portnet.sweeps import SweepError, load_results, run_sweep
 
 _COUNT = Number(low=1, integer=True)

@@ -44,12 +44,18 @@ from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .pooling import AvgPool2D, MaxPool2D
 from .regularizers import L1, L2
+from .run_config import PreparedRun, RunConfig, RunResult, prepare_run, train_run
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 from .threads import limit_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PreparedRun",
+    "RunConfig",
+    "RunResult",
+    "prepare_run",
+    "train_run",
     "AvgPool2D",
     "BatchNorm",
     "Conv2D",

@@ -73,21 +73,21 @@ def test_every_flag_reaches_the_run_configuration(tmp_path):
     argv = ["--config", str(config_file), "--no-plots"]
     for flag, (text, _, _) in flags.items():
         argv += [flag, text]
-    config = fashion.resolve_config(fashion.build_parser().parse_args(argv))
+    config, job = fashion.resolve_config(fashion.build_parser().parse_args(argv))
+    values = {**config.to_dict(), **job}
     for flag, (_, key, expected) in flags.items():
-        assert config[key] == expected, flag
-    assert config["l1"] == 0.001 and config["plots"] is False  # from the file; --no-plots
+        assert values[key] == expected, flag
+    assert config.l1 == 0.001 and job["plots"] is False  # from the file; --no-plots
     # The on/off options of the MLP, both ways.
     for value in (True, False):
         prefix = "--" if value else "--no-"
         argv = [f"{prefix}batch-norm", f"{prefix}flip", f"{prefix}test-time-flip"]
-        config = fashion.resolve_config(fashion.build_parser().parse_args(argv))
-        assert config["batch_norm"] is value and config["flip"] is value
-        assert config["test_time_flip"] is value
+        config, _ = fashion.resolve_config(fashion.build_parser().parse_args(argv))
+        assert config.batch_norm is value and config.flip is value
+        assert config.test_time_flip is value
     # Left out, each option keeps its default.
-    defaults = fashion.resolve_config(fashion.build_parser().parse_args([]))
-    for key, value in fashion.DEFAULTS.items():
-        assert defaults[key] == value, key
+    defaults, _ = fashion.resolve_config(fashion.build_parser().parse_args([]))
+    assert defaults == pn.RunConfig()
 
 
 def test_cupy_without_gpu_exits_2_with_one_paragraph():
@@ -107,7 +107,7 @@ def test_cupy_without_gpu_exits_2_with_one_paragraph():
 
 def test_bad_thread_count_exits_2(tmp_path):
     result = run(["--threads", "0"], timeout=120)
-    assert result.returncode == 2 and "--threads: must be at least 1" in result.stderr
+    assert result.returncode == 2 and "--threads: must be in [1, inf], got 0" in result.stderr
     config = tmp_path / "threads.yaml"
     config.write_text("threads: -1\n")
     result = run(["--config", str(config)], timeout=120)
@@ -374,12 +374,11 @@ def test_lr_find_writes_its_curve_and_suggests_a_rate_instead_of_training(tmp_pa
 
 def test_test_time_flips_follow_the_training_flips_unless_set():
     from experiments import fashion
-    from experiments.fashion_config import uses_test_time_flip
 
     def resolved(argv):
-        return fashion.resolve_config(fashion.build_parser().parse_args(argv))
+        return fashion.resolve_config(fashion.build_parser().parse_args(argv))[0]
 
-    assert uses_test_time_flip(resolved([])) is True  # the default MLP flips
-    assert uses_test_time_flip(resolved(["--no-flip"])) is False
-    assert uses_test_time_flip(resolved(["--model", "cnn"])) is True  # cnn.yaml's RandomFlip
-    assert uses_test_time_flip(resolved(["--model", "cnn", "--no-test-time-flip"])) is False
+    assert resolved([]).uses_test_time_flip is True  # the default MLP flips
+    assert resolved(["--no-flip"]).uses_test_time_flip is False
+    assert resolved(["--model", "cnn"]).uses_test_time_flip is True  # cnn.yaml's RandomFlip
+    assert resolved(["--model", "cnn", "--no-test-time-flip"]).uses_test_time_flip is False

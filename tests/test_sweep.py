@@ -43,7 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = {
     "layers": [spec_of(layer) for layer in pn.mlp([784, 16, 10], "relu", init="he")],
     "optimizer": spec_of(pn.SGD(pn.StepDecay(0.1, factor=0.5, every=1))),
-    "data": {"dataset": "fashion_mnist_sample", "train_size": 300, "val_size": 60},
+    "dataset": "fashion_mnist_sample",
+    "train_size": 300,
+    "val_fraction": None,
+    "val_size": 60,
     "epochs": 1,
     "batch_size": 64,
 }
@@ -98,19 +101,21 @@ def test_ids_seeds_and_dask_keys_are_deterministic(tmp_path):
     assert config_id(config) == config_id(reordered)
     assert len(config_id(config)) == 12
     # Labels and where a machine keeps the data do not change what is trained.
-    relabelled = {**config, "tags": {"other": 1}, "data": {**config["data"], "data_dir": "/x"}}
+    relabelled = {**config, "tags": {"other": 1}, "data_dir": "/x"}
     assert config_id(relabelled) == config_id(config)
     # Defaults written out or left out: the same configuration.
     assert config_id({**config, "l1": 0, "dtype": "float32"}) == config_id(config)
     assert config_id({**config, "epochs": 2}) != config_id(config)
-    # compile: false is the default and stays out of the id (older result folders keep
-    # theirs); a compiled run draws other dropout masks, so compile: true is another run.
+    # A compiled run draws other dropout masks, so compile: true is another run.
     assert config_id({**config, "compile": False}) == config_id(config)
     on_jax = {**config, "backend": "jax"}
     assert config_id({**on_jax, "compile": True}) != config_id(on_jax)
-    assert config_seed({**on_jax, "compile": True}) == config_seed(on_jax)  # same weights
-    assert config_seed(config) == config_seed(reordered) != config_seed({**config, "epochs": 2})
-    assert config_seed({**config, "seed": 7}) == 7
+    # seed: null derives the seed from the id (of the uncompiled run: the same weights).
+    derived, derived_jax = {**config, "seed": None}, {**on_jax, "seed": None}
+    assert config_seed({**derived_jax, "compile": True}) == config_seed(derived_jax)
+    assert config_seed(derived) == config_seed(dict(reversed(list(derived.items()))))
+    assert config_seed(derived) != config_seed({**derived, "epochs": 2})
+    assert config_seed({**config, "seed": 7}) == 7 and config_seed(config) == 0
     key = task_key(config, tmp_path / "a")
     assert key == task_key(reordered, tmp_path / "a") == f"{key[:23]}{config_id(config)}"
     assert task_key(config, tmp_path / "b") != key  # another results folder: another task
@@ -138,15 +143,14 @@ def test_dask_options_ask_for_a_gpu_only_on_gpu_backends(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"backend": "mxnet"}, "unknown backend 'mxnet'"),
+        ({"backend": "mxnet"}, "Unknown backend 'mxnet'"),
         ({"epochs": 0}, "epochs must be in"),
         ({"l2": float("nan")}, "l2 must be finite"),
         ({"layers": [{"class": "Conv3D"}]}, "unknown layer class"),
         ({"optimizer": {"class": "SGD", "config": {"lr": -1}}}, "learning rate must be"),
-        ({"data": {"dataset": "cifar"}}, "unknown data set 'cifar'"),
-        ({"data": {"dataset": "fashion_mnist", "normalise": "x"}}, "data must be a mapping"),
-        ({"layer": []}, "unknown key"),
-        ({"compile": True}, "compile: true compiles the training step with jax.jit and needs"),
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"normalise": "x"}, "unknown option"),
+        ({"layer": []}, "unknown option"),
         ({"compile": "yes", "backend": "jax"}, "compile must be true or false, got 'yes'"),
     ],
 )
@@ -156,6 +160,12 @@ def test_a_bad_configuration_is_refused_before_anything_runs(tmp_path, change, m
         run_sweep(configs, tmp_path / "out")
     assert "sweep configuration 5" in str(caught.value)
     assert not (tmp_path / "out").exists()  # nothing was created, nothing started
+
+
+def test_a_compile_on_a_backend_that_cannot_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="needs the jax backend"):
+        run_sweep([*tiny_grid(), {**BASE, "compile": True, "backend": "numpy"}], tmp_path / "o")
+    assert not list((tmp_path / "o").glob("*.json"))
 
 
 def _cli(args: list[str], cwd=REPO) -> subprocess.CompletedProcess:
@@ -173,7 +183,7 @@ def _cli(args: list[str], cwd=REPO) -> subprocess.CompletedProcess:
 def test_bad_sweep_arguments_exit_2_before_any_configuration_starts(tmp_path):
     (tmp_path / "a_file").write_text("not a folder\n")
     cases = {
-        "unknown backend": (["--quick", "--backend", "mxnet"], "unknown backend 'mxnet'"),
+        "unknown backend": (["--quick", "--backend", "mxnet"], "Unknown backend 'mxnet'"),
         "out is a file": (["--quick", "--out", str(tmp_path / "a_file")], "is a file"),
         "out under a file": (
             ["--quick", "--out", str(tmp_path / "a_file" / "sub")],
@@ -183,9 +193,9 @@ def test_bad_sweep_arguments_exit_2_before_any_configuration_starts(tmp_path):
             ["--quick", "--scheduler", "tcp://127.0.0.1:9", "--timeout", "1"],
             "cannot reach the Dask scheduler",
         ),
-        "unknown dataset": (["--quick", "--dataset", "cifar"], "unknown data set"),
+        "unknown dataset": (["--quick", "--dataset", "cifar"], "unknown dataset"),
         "epochs zero": (["--quick", "--epochs", "0"], "--epochs"),
-        "compile off jax": (["--quick", "--compile"], "needs backend jax"),
+        "compile off jax": (["--quick", "--compile"], "needs the jax backend"),
     }
     procs = {}
     for name, (args, _) in cases.items():
@@ -410,7 +420,7 @@ def test_probe_worker_reports_what_a_worker_cannot_do(tmp_path):
     from portnet.sweeps.runner import data_specs
 
     good = normalize_config(tiny_grid()[0])
-    bad = normalize_config({**BASE, "data": {**BASE["data"], "val_size": 300}})
+    bad = normalize_config({**BASE, "val_size": 300})
     found = probe_worker(str(tmp_path), [("numpy", None)], data_specs([good, good]))
     assert found == {"portnet": pn.__version__, "write": None, "backends": {}, "data": {}}
     found = probe_worker(

@@ -18,7 +18,6 @@ from typing import Any
 import portnet as pn
 from experiments.common import (
     THREADS_HELP,
-    Number,
     check_output_dir,
     default_out_dir,
     fail,
@@ -28,6 +27,7 @@ from experiments.common import (
 )
 from experiments.reproduce.registry import STUDIES, study_config
 from experiments.reproduce.results import write_reproduction_report, write_results
+from portnet.config import Number
 
 
 @dataclasses.dataclass

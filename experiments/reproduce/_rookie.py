@@ -1,9 +1,9 @@
 """The "Rookie" network of study S3 as sweep configurations.
 
 A Rookie setting is a flat dict (:data:`ROOKIE_DEFAULTS`, plus :data:`ROOKIE_EXTRAS`
-for the best-setting run). :func:`rookie_config` turns it into a
-:mod:`portnet.sweeps` configuration, plain data that any machine with portnet
-installed can train; the S3 grid and S3's best-setting run both go through
+for the best-setting run). :func:`rookie_config` maps it onto a
+:class:`portnet.RunConfig` (as a sweep configuration), plain data that any
+machine with portnet installed can train; the S3 grid and S3's best-setting run both go through
 :func:`portnet.sweeps.fit_config`, so they share exactly one code path.
 """
 
@@ -88,19 +88,24 @@ def rookie_config(setting: dict[str, Any]) -> dict[str, Any]:
     layers = [spec_of(layer) for layer in pn.mlp([784, *hidden, 10], "relu", init="he")]
     if s["batch_norm_input"]:
         layers.insert(0, spec_of(BatchInputNorm()))
-    schedule = pn.StepDecay(s["lr"], factor=s["decay"], every=int(s["decay_every"]))
     return {
+        "model": "layers",
         "layers": layers,
-        "optimizer": spec_of(pn.SGD(schedule)),
+        "optimizer": "sgd",
+        "lr": float(s["lr"]),
+        "schedule": "step",
+        "step_factor": float(s["decay"]),
+        "step_every": int(s["decay_every"]),
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
         "l2": _L2_FORMS[s["l2_form"]] * float(s["l2"]),  # the model's penalty is l2/2·ΣW²
-        "data": {
-            "dataset": s["dataset"],
-            "data_dir": s["data_dir"],
-            "normalize": "feature",
-            "train_size": s["train_size"],
-            "val_size": None if s["train_on_all"] else int(s["val_size"]),
-            "seed": int(s["split_seed"]),
-        },
+        "dataset": s["dataset"],
+        "data_dir": s["data_dir"],
+        "normalize": "feature",
+        "train_size": s["train_size"],
+        "val_fraction": None,
+        "val_size": None if s["train_on_all"] else int(s["val_size"]),
+        "split_seed": int(s["split_seed"]),
         "epochs": int(s["epochs"]),
         "batch_size": int(s["batch_size"]),
         "seed": s["seed"],

@@ -1,17 +1,15 @@
 """Sweeps: a training run as plain data, one function that runs it, and a runner.
 
-A sweep configuration is JSON-like data, never code::
+A sweep configuration is a :class:`portnet.RunConfig` as JSON-like data, never
+code, plus free ``tags`` (labels for tables that do not change the training)::
 
-    {"layers": [{"class": "Dense", "config": {"n_in": 784, "n_out": 10}}],
-     "optimizer": {"class": "SGD", "config": {"lr": {"class": "StepDecay", ...}}},
-     "data": {"dataset": "fashion_mnist", "normalize": "feature", "val_size": 5000},
-     "epochs": 5, "batch_size": 512, "l2": 1e-3, "backend": "numpy",
-     "tags": {"lr": 0.2}}
+    {"hidden": [256], "lr": 0.1, "epochs": 5, "batch_size": 512, "l2": 1e-3,
+     "backend": "numpy", "tags": {"lr": 0.1}}
 
-(every key is listed in :data:`DEFAULTS`; ``tags`` are free labels for tables and
-do not change the training). :func:`train_config` builds the model from it, loads
-the data through :mod:`portnet.data`, trains, evaluates and writes
-``<out>/<id>.json`` atomically, so a Dask worker needs only ``pip install
+Any option of the main job (``python -m experiments.fashion``) works here, under
+the same name: missing keys take the main job's defaults. :func:`train_config`
+runs it with :func:`portnet.train_run`, the function the main job runs, and
+writes ``<out>/<id>.json`` atomically, so a Dask worker needs only ``pip install
 "portnet[dask]"`` and the data set, not the code that made the configuration.
 
 :func:`run_sweep` runs many: in this process, in a pool of processes, or as one
@@ -26,8 +24,7 @@ finish is appended to ``<out>/sweep-log.jsonl`` (host, pid, time).
 
 from .runner import Progress, check_output_folder, dask_options, probe_worker, run_sweep
 from .task import (
-    DATA_DEFAULTS,
-    DEFAULTS,
+    DATA_OPTIONS,
     LOG_NAME,
     SweepError,
     build_model,
@@ -40,14 +37,14 @@ from .task import (
     normalize_config,
     prepare_config_data,
     result_path,
+    run_config,
     task_key,
     top_k,
     train_config,
 )
 
 __all__ = [
-    "DATA_DEFAULTS",
-    "DEFAULTS",
+    "DATA_OPTIONS",
     "LOG_NAME",
     "Progress",
     "SweepError",
@@ -64,6 +61,7 @@ __all__ = [
     "prepare_config_data",
     "probe_worker",
     "result_path",
+    "run_config",
     "run_sweep",
     "task_key",
     "top_k",

@@ -22,6 +22,7 @@ from ..errors import ConfigError, PortnetError
 from .task import (
     SweepError,
     config_id,
+    data_key,
     needs_gpu,
     normalize_config,
     result_path,
@@ -78,6 +79,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _unique_configs(configs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every configuration normalised, by id (duplicates once); the error names the bad one."""
+    unique = {}
+    for number, config in enumerate(configs, 1):
+        try:
+            checked = normalize_config(config)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep configuration {number}: {exc}") from None
+        unique[config_id(checked)] = checked
+    return unique
+
+
 def run_sweep(
     configs: Iterable[Mapping[str, Any]],
     out: str | os.PathLike,
@@ -96,7 +109,8 @@ def run_sweep(
     Parameters
     ----------
     configs : iterable of dict
-        Sweep configurations (see :data:`portnet.sweeps.DEFAULTS`); duplicates run once.
+        Sweep configurations (:class:`portnet.RunConfig` mappings plus ``tags``);
+        duplicates run once.
     out : path
         Folder of the result files (created). On a cluster every worker must reach it
         at the same absolute path.
@@ -134,18 +148,12 @@ def run_sweep(
         After every configuration has been tried, when some failed.
     """
     say = log or (lambda message: print(message, flush=True))
-    checked = []
-    for number, config in enumerate(configs, 1):
-        try:
-            checked.append(normalize_config(config))
-        except ConfigError as exc:
-            raise ConfigError(f"sweep configuration {number}: {exc}") from None
+    unique = _unique_configs(configs)
     out = check_output_folder(out)
-    unique = {config_id(c): c for c in checked}
     pending = [c for c in unique.values() if not result_path(out, c).is_file()]
     backends = sorted({(c["backend"], c["device"]) for c in unique.values()}, key=str)
     if not (scheduler or dask_workers):
-        _check_backends_here(backends)
+        _check_backends_here(unique.values())
     report = progress or Progress(len(unique), len(unique) - len(pending))
     if scheduler or dask_workers:
         runner = _DaskRunner(scheduler, dask_workers, connect_timeout)
@@ -172,11 +180,19 @@ def _counts_line(unique, pending, out) -> str:
     )
 
 
-def _check_backends_here(backends) -> None:
+def _check_backends_here(configs) -> None:
+    """Each backend loads here, and compiles where a configuration asks for it."""
     from ..backends import get_backend
+    from ..compiled import check_compilable
 
-    for name, device in backends:
-        get_backend(name, device)  # BackendError (a PortnetError) says what to install
+    for name, device, compile in sorted({_placement(c) for c in configs}, key=str):
+        backend = get_backend(name, device)  # BackendError says what to install
+        if compile:
+            check_compilable(backend)
+
+
+def _placement(config) -> tuple:
+    return config["backend"], config["device"], config["compile"]
 
 
 def _collect(items, report, in_process: bool = False) -> None:
@@ -266,8 +282,8 @@ def probe_worker(
 
 
 def data_specs(configs) -> list[str]:
-    """The distinct ``data`` entries of normalised configurations, as sorted JSON."""
-    return sorted({json.dumps(c["data"], sort_keys=True) for c in configs})
+    """The distinct data options of the configurations (:func:`data_key`)."""
+    return sorted({data_key(c) for c in configs})
 
 
 def dask_options(config: Mapping[str, Any], out: str, retries: int) -> dict[str, Any]:
