@@ -223,6 +223,12 @@ class RunConfig:
         "decoupled weight decay: each step multiplies the weights by 1 - lr * this",
         TRAIN,
     )
+    clip_norm: float | None = _option(
+        None,
+        Number(low=0, low_open=True, optional=True),
+        "rescale each step's gradients to at most this global L2 norm (default: off)",
+        TRAIN,
+    )
     l1: float = _option(0.0, Number(low=0), "L1 penalty on the weights", TRAIN)
     l2: float = _option(0.0, Number(low=0), "L2 penalty on the weights", TRAIN)
     regularizers: list = _option(
@@ -326,11 +332,18 @@ def default_of(name: str) -> Any:
     return field.default
 
 
-
 #: Options that only shape the built-in MLP: with a layers list they would be unused.
 MLP_OPTIONS = ("hidden", "activation", "dropout", "batch_norm", "flip")
 #: Options that only shape an optimizer given by name.
-OPTIMIZER_OPTIONS = ("lr", "momentum", "schedule", "step_factor", "step_every", "weight_decay")
+OPTIMIZER_OPTIONS = (
+    "lr",
+    "momentum",
+    "schedule",
+    "step_factor",
+    "step_every",
+    "weight_decay",
+    "clip_norm",
+)
 
 
 def _check_together(config: RunConfig) -> None:
@@ -508,7 +521,7 @@ def build_optimizer(config: RunConfig):
         "cosine": lambda: pn.CosineDecay(lr, epochs),
         "step": lambda: pn.StepDecay(lr, factor=config.step_factor, every=every),
     }[config.schedule]()
-    options: dict[str, Any] = {"weight_decay": config.weight_decay}
+    options: dict[str, Any] = {"weight_decay": config.weight_decay, "clip_norm": config.clip_norm}
     if config.optimizer in ("momentum", "nesterov"):
         options["gamma"] = config.momentum
     return pn.get_optimizer(config.optimizer, lr=schedule, **options)

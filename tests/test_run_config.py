@@ -42,6 +42,7 @@ MLP_RUN = {
     "step_factor": 0.25,
     "step_every": 3,
     "weight_decay": 0.001,
+    "clip_norm": 2.5,
     "l1": 1e-5,
     "l2": 1e-4,
     "batch_size": 64,
@@ -120,6 +121,7 @@ def test_a_config_file_reads_into_the_same_run(tmp_path):
         ({"flip": False, "test_time_flip": True}, "needs|has none"),
         ({"dataset": "cifar10"}, "unknown dataset 'cifar10'"),
         ({"layers": [{"class": "Dense", "config": {"n_in": 3}}]}, "layer 1 of the layers list"),
+        ({"clip_norm": -1.0}, r"clip_norm must be in \(0, inf\]"),
     ],
 )
 def test_each_rule_is_refused_with_its_message(values, message):
@@ -155,7 +157,7 @@ def test_a_sweep_and_the_main_job_train_the_same_weights(tmp_path):
     the same function and end with bit-identical weights after one epoch."""
     from experiments import fashion
 
-    values = small_run()
+    values = small_run(clip_norm=1.0)
     path = tmp_path / "run.json"
     path.write_text(json.dumps(values))
     out = tmp_path / "main"
@@ -172,3 +174,17 @@ def test_a_sweep_and_the_main_job_train_the_same_weights(tmp_path):
     job_keys = ("out", "plots", "format")
     run = pn.RunConfig.from_dict({k: v for k, v in recorded.items() if k not in job_keys})
     assert run == pn.RunConfig.from_dict({**values, "device": "cpu"})
+
+
+def test_clip_norm_bounds_the_update_of_every_run():
+    """The added option: gradients rescaled to norm at most clip_norm before each step."""
+    clipped = pn.run_config.build_optimizer(pn.RunConfig(clip_norm=0.5))
+    assert clipped.clip_norm == 0.5 and pn.run_config.build_optimizer(DEFAULTS).clip_norm is None
+    tiny = fit_config(small_run(clip_norm=1e-6, lr=1.0, weight_decay=0.0, seed=4))["model"]
+    untrained = pn.prepare_run(pn.RunConfig.from_dict(small_run(seed=4))).model
+    for after, before in zip(tiny.get_weights(), untrained.get_weights(), strict=True):
+        for key in before:
+            if key in ("W", "b"):  # batch-norm statistics move without gradients
+                # 5 steps (300 images less 30 held out, batch 64) of at most 1e-6 each
+                # (momentum 0.9 lets the velocity grow to 10 steps' worth)
+                assert np.max(np.abs(after[key] - before[key])) <= 5 * 10 * 1e-6
