@@ -10,10 +10,10 @@ import gzip
 import hashlib
 import os
 
-import data_helpers
 import numpy as np
 import pytest
-from data_helpers import N_TEST, RAW_NAMES, flip_byte, patch_spec, small_arrays, write_release
+from helpers import data as data_helpers
+from helpers.data import N_TEST, RAW_NAMES, flip_byte, patch_spec, small_arrays, write_release
 
 from portnet.data import DATASETS, DatasetError, load_dataset, registry, write_idx
 

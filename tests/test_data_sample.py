@@ -8,9 +8,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import data_helpers
 import numpy as np
 import pytest
+from helpers import data as data_helpers
 
 from portnet.data import DATASETS, load_dataset
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import data_helpers
 import pytest
-from data_helpers import flip_byte, patch_spec, write_release
+from helpers import data as data_helpers
+from helpers.data import flip_byte, patch_spec, write_release
 
 from portnet.data import DATASETS, DatasetError, load_dataset, search_path
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gpu_fakes import FAKE_GPUS, write_fake_nvidia_smi, write_fake_pytest
+from helpers.gpu_fakes import FAKE_GPUS, write_fake_nvidia_smi, write_fake_pytest
 
 import portnet as pn
 from benchmarks import gpu_check, gpu_tests

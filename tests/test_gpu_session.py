@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from gpu_fakes import FAKE_GPUS, write_fake_nvidia_smi, write_fake_pytest
+from helpers.gpu_fakes import FAKE_GPUS, write_fake_nvidia_smi, write_fake_pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_session.sh"

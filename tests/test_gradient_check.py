@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from ops_helpers import GRAD_TOL
+from helpers.ops import GRAD_TOL
 
 import portnet as pn
 

@@ -16,7 +16,7 @@ from conftest import (
     host_copies,
     tolerance,
 )
-from ops_helpers import ALPHA, GRAD_TOL, away_from_zero, ctx_for, on, oracle
+from helpers.ops import ALPHA, GRAD_TOL, away_from_zero, ctx_for, on, oracle
 
 import portnet as pn
 from portnet.gradcheck import numerical_gradient, relative_error

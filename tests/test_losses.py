@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
-from ops_helpers import GRAD_TOL, np_log_softmax, np_sigmoid, np_softmax, on
+from helpers.ops import GRAD_TOL, np_log_softmax, np_sigmoid, np_softmax, on
 
 import portnet as pn
 from portnet.gradcheck import numerical_gradient, relative_error

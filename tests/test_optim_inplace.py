@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_on_backend
-from optim_helpers import (
+from helpers.optim import (
     LRS,
     OPTIMIZERS,
     assert_trees_close,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from conftest import assert_on_backend, tolerance
-from optim_helpers import (
+from helpers.optim import (
     LRS,
     OPTIMIZERS,
     VARIANTS,

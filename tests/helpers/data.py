@@ -1,7 +1,7 @@
 """Shared by the portnet.data tests: a fake pooch, the offline fixture, a small release.
 
 ``isolated`` is an autouse fixture: a test module that binds it at module level
-(``isolated = data_helpers.isolated``) runs every one of its tests offline, with empty
+(``isolated = helpers.data.isolated``) runs every one of its tests offline, with empty
 data folders and a fresh checksum cache.
 """
 

@@ -1,0 +1,10 @@
+"""Helpers shared by several test modules; pytest's fixtures and hooks stay in conftest.py.
+
+- :mod:`helpers.data`: a fake pooch, the offline ``isolated`` fixture, a small release;
+- :mod:`helpers.gpu_fakes`: stand-in ``nvidia-smi`` and ``pytest`` programs;
+- :mod:`helpers.ops`: inputs and float64 oracles for layers, losses and regularizers;
+- :mod:`helpers.optim`: the optimizers tested, a small problem, tree helpers.
+
+pytest puts ``tests/`` on ``sys.path`` (it has no ``__init__.py``), so a test
+imports ``from helpers.ops import ...``.
+"""
