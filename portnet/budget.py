@@ -1,16 +1,11 @@
 """Evaluation and prediction batch sizes from a memory budget.
 
-Training keeps one minibatch alive; inference may take any batch size, and bigger
-batches are faster up to a point, then only bigger. A fixed 4,096 images was fine for
-an MLP (a few MB) but not for a CNN, whose first convolutions hold columns nine
-times the size of their input: 1.8 GB for one layer at that batch. So the batch size
-follows the layers instead: the model runs one inference forward on two zero samples
-(as :meth:`portnet.Model.summary` does) to learn every layer's input and output
-shape, adds what each layer says it allocates besides them
-(:meth:`portnet.Layer.inference_workspace`), and takes the largest layer's figure
-per sample, doubled for the temporaries of elementwise maths (a centred copy in
-batch norm, a mask in ReLU). The batch is the budget divided by that, between 1 and
-:data:`MAX_INFERENCE_BATCH`.
+A fixed 4,096 images suits an MLP but not a CNN, whose first convolution's columns
+take 1.8 GB at that batch. So the batch follows the layers: one inference forward on
+two zero samples gives each layer's shapes, plus what it allocates besides
+(:meth:`portnet.Layer.inference_workspace`); the largest layer's bytes per sample,
+doubled for elementwise temporaries, divide the budget (capped at
+:data:`MAX_INFERENCE_BATCH`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Limit the CPU threads of the BLAS, OpenMP and PyTorch pools of this process.
 
-On a small or shared machine, a BLAS that starts one spinning thread per core in
-every process slows training down erratically (measured 5-50x on a busy 2-core
-machine); one or two threads are repeatable. NumPy's own elementwise work is
-single-threaded either way.
+On a small or shared machine, one spinning BLAS thread per core slows training
+erratically (5-50x on a busy 2-core machine); one or two threads are repeatable.
 """
 
 from __future__ import annotations
@@ -29,14 +27,13 @@ def limit_threads(threads: int | None) -> Callable[[], None]:
 
     Raises
     ------
-    ValueError
-        If ``threads`` is negative.
+    ConfigError
+        If ``threads`` is negative (a ``ValueError``).
 
     Notes
     -----
-    Call it after the array library is imported: threadpoolctl only sees the
-    BLAS libraries already loaded into the process. Torch is limited only when
-    it is already imported, so asking for a limit never imports it.
+    Call it after importing the array library: only pools already loaded are
+    limited (so it never imports torch).
     """
     if not threads:
         return lambda: None

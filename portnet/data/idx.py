@@ -47,24 +47,10 @@ class DatasetError(PortnetError):
 
 
 def decompress(blob: bytes, name: str | os.PathLike = "<bytes>") -> bytes:
-    """Return the bytes of an IDX file, gunzipping them if they start with the gzip magic.
+    """``blob`` gunzipped if it starts with the gzip magic, else as is.
 
-    Parameters
-    ----------
-    blob : bytes
-        The file's content, compressed or not.
-    name : str or path-like
-        Used in error messages only.
-
-    Returns
-    -------
-    bytes
-        The uncompressed content.
-
-    Raises
-    ------
-    DatasetError
-        If the gzip stream is truncated or corrupt.
+    ``name`` is for error messages. Raises :class:`DatasetError` when the gzip
+    stream is truncated or corrupt.
     """
     # Detect by content, not by suffix: people gunzip files and keep the name, or
     # the other way round, and a raw IDX file always starts with two zero bytes.
@@ -143,24 +129,10 @@ def parse_idx(buffer: bytes, name: str | os.PathLike = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file, gzipped or not.
+    """Read an IDX file, gzipped or not (told by its first bytes, not its suffix).
 
-    Parameters
-    ----------
-    path : str or path-like
-        The file. Compression is detected from the gzip magic bytes ``1f 8b``,
-        not from the suffix.
-
-    Returns
-    -------
-    numpy.ndarray
-        The array, native byte order, shape from the header.
-
-    Raises
-    ------
-    DatasetError
-        If the file cannot be read, the gzip stream is damaged, or the IDX
-        content is invalid (see :func:`parse_idx`).
+    Returns the array in native byte order. Raises :class:`DatasetError` when the
+    file cannot be read or its content is damaged (see :func:`parse_idx`).
     """
     path = Path(path)
     try:
@@ -197,9 +169,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
 
     Notes
     -----
-    The data go to a temporary file in the same folder, which is then renamed
-    over ``path`` with :func:`os.replace`; readers never see a half-written file.
-    Gzip output uses ``mtime=0`` so the same array always gives the same bytes.
+    A temporary file renamed over ``path`` means readers never see a half-written
+    file; gzip's ``mtime=0`` makes the same array give the same bytes.
     """
     path = Path(path)
     array = np.asarray(array)
