@@ -3,7 +3,9 @@
 A :class:`Backend` bundles what the Array API standard leaves out and portnet
 needs at the edges: the namespace, the device, moving host data onto the device
 (:meth:`Backend.asarray`), the single device-to-host exit (:meth:`Backend.to_numpy`),
-``synchronize`` for benchmarks and a native uniform sampler for dropout.
+``synchronize`` for benchmarks and a native uniform sampler for dropout. Its
+:attr:`Backend.ops` (:mod:`portnet.backends.ops`) holds the library's own choices:
+in place or rebind, the sync-free spellings, whether the step compiles.
 
 The backend is chosen once, at the edge, with :func:`get_backend`; library code
 infers the namespace from the arrays it is given.
@@ -14,12 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend, TransferCount, count_transfers, on_backend_device
+from .ops import Ops, ops_for
 
 __all__ = [
     "Backend",
+    "Ops",
     "TransferCount",
     "available_backends",
     "backend_of",
@@ -27,6 +30,7 @@ __all__ = [
     "get_backend",
     "known_backends",
     "on_backend_device",
+    "ops_for",
 ]
 
 

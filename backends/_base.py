@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from portnet.errors import ConfigError
-from portnet.inplace import supports_inplace
+from ..errors import ConfigError
+from .ops import Ops, ops_for
 
 
 @dataclasses.dataclass
@@ -73,10 +73,14 @@ class Backend:
     device: Any = None
 
     @property
+    def ops(self) -> Ops:
+        """The library's :class:`~portnet.backends.ops.Ops` (cached by :func:`ops_for`)."""
+        return ops_for(self.xp)
+
+    @property
     def inplace(self) -> bool:
-        """Whether this library's arrays may be updated in place (decided by
-        :func:`portnet.inplace.supports_inplace`, the one place that knows)."""
-        return supports_inplace(self.xp)
+        """Whether this library's arrays may be updated in place."""
+        return self.ops.inplace
 
     # -- what subclasses provide -------------------------------------------------
     def _from_host(self, array: np.ndarray, dtype: Any) -> Any:

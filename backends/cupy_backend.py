@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend, _record
 
 _INSTALL_HINT = (

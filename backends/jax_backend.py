@@ -1,7 +1,7 @@
 """JAX arrays on cpu or a GPU, through ``jax.numpy`` (which implements the Array API).
 
 JAX arrays are immutable, so portnet's in-place path is off here and every update
-rebinds (:mod:`portnet.inplace`): a strict check of the portable code. Dropout's
+rebinds (:class:`~portnet.backends.ops.Ops`): a strict check of the portable code. Dropout's
 randomness comes from ``jax.random`` keys, split once per draw.
 
 Loading this backend turns on JAX's 64-bit types (``jax_enable_x64``): without it
@@ -31,8 +31,7 @@ import os
 
 import numpy as np
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend
 
 DEVICE_NAMES = ("CPU_DEVICE", "device1", "device2", "no_float64")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from portnet.errors import BackendError
-
+from ..errors import BackendError
 from ._base import Backend
 
 

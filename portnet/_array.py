@@ -13,6 +13,7 @@ from typing import Any
 
 import array_api_compat
 
+from .backends.ops import ops_for
 from .errors import DeviceMismatchError
 
 # Parameters, gradients and optimizer buffers share one structure: a list with one
@@ -41,21 +42,10 @@ def namespace_of(*arrays: Any) -> Any:
     return xp
 
 
-_NAMESPACE_OF_TYPE: dict[type, Any] = {}
-
-
 def xp_of(array: Any) -> Any:
-    """The Array-API namespace of one array, without a device check.
-
-    A training step asks this a dozen times of arrays whose library it already
-    knows; array-api-compat's lookup costs microseconds each time, so the answer is
-    kept per array type, which decides it.
-    """
-    kind = type(array)
-    xp = _NAMESPACE_OF_TYPE.get(kind)
-    if xp is None:
-        xp = _NAMESPACE_OF_TYPE.setdefault(kind, array_api_compat.array_namespace(array))
-    return xp
+    """The Array-API namespace of one array, without a device check (cached per
+    array type, through :func:`~portnet.backends.ops.ops_for`)."""
+    return ops_for(array).xp
 
 
 def check_same_device(*arrays: Any) -> Any:
