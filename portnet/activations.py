@@ -8,7 +8,6 @@ multiply on these shapes, and a multiply is one kernel on every backend.
 
 from __future__ import annotations
 
-from . import sync_free
 from .errors import ConfigError
 from .layers import Layer
 
@@ -31,10 +30,10 @@ class ReLU(Layer):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        y = sync_free.relu(xp, x)
+        y = ctx.ops.relu(x)
 
         def backprop(dy):
-            if ctx.inplace:
+            if ctx.ops.inplace:
                 # In training, each backprop hands a fresh gradient to the layer before
                 # it, so masking it in place saves a float copy of the mask and an array.
                 dy *= y > 0

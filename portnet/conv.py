@@ -17,8 +17,7 @@ import numpy as np
 from array_api_compat import device as device_of
 
 from .errors import ConfigError
-from .inplace import UPDATES
-from .layers import Layer
+from .layers import Layer, ShapeMismatch
 from .windows import (
     _pair,
     fold_slices,
@@ -67,7 +66,7 @@ class Conv2D(Layer):
         \quad \partial x = \text{col2im}(\delta W^\top)
 
     where col2im adds each offset's slice of :math:`\delta W^\top` back
-    (:func:`portnet.windows.fold_slices`). With ``ctx.inplace`` the padding and the
+    (:func:`portnet.windows.fold_slices`). With ``ctx.ops.inplace`` the padding and the
     col2im sums are written into buffers the layer allocates; otherwise they are
     built with ``concat``.
     """
@@ -122,7 +121,7 @@ class Conv2D(Layer):
         f = self.out_channels
         kh, kw = self.kernel_size
         out_h, out_w = output_size(h, w, self.kernel_size, self.stride, self.padding)
-        inplace = ctx.inplace
+        inplace = ctx.ops.inplace
         xpad = pad_nhwc(xp, to_nhwc(xp, x), self.padding, 0.0, inplace)
         pieces = window_slices(xpad, self.kernel_size, self.stride, (out_h, out_w))
         # -1, not N: the batch size may be unknown (None) when a graph is recorded (ONNX).
@@ -134,9 +133,7 @@ class Conv2D(Layer):
             # Over (N, L F) rows with b tiled along them: long inner loops (see
             # BatchNorm); y is fresh, so this is in place where allowed.
             y = xp.reshape(y, (-1, out_h * out_w * f))
-            y = UPDATES[inplace].add(
-                y, xp.reshape(xp.broadcast_to(params["b"], (out_h * out_w, f)), (-1,))
-            )
+            y = ctx.ops.add(y, xp.reshape(xp.broadcast_to(params["b"], (out_h * out_w, f)), (-1,)))
         y = to_nchw(xp, xp.reshape(y, (-1, out_h, out_w, f)))
         need_dx = ctx.need_input_grad
         padded_hw = (xpad.shape[1], xpad.shape[2])
@@ -172,6 +169,19 @@ class Conv2D(Layer):
 
         return y, backprop
 
+    def output_shape(self, in_shape):
+        c = self.in_channels
+        if len(in_shape) != 3 or in_shape[0] != c:
+            raise ShapeMismatch(f"images of {c} channel{'s' * (c > 1)} ({c} x H x W)")
+        h, w = in_shape[1:]
+        try:
+            out_hw = output_size(h, w, self.kernel_size, self.stride, self.padding)
+            return (self.out_channels, *out_hw)
+        except ConfigError:
+            kh, kw = self.kernel_size
+            takes = f"images of at least {kh} x {kw} pixels (padding included)"
+            raise ShapeMismatch(takes) from None
+
     def inference_workspace(self, in_shape):
         # The padded channels-last copy of the input and the (L, K C) columns.
         _, h, w = in_shape
@@ -202,6 +212,9 @@ class Flatten(Layer):
         y = xp.reshape(x, (-1, math.prod(shape[1:])))
         return y, lambda dy: (xp.reshape(dy, shape), {})
 
+    def output_shape(self, in_shape):
+        return (math.prod(in_shape),)
+
 
 class Reshape(Layer):
     """Reshape each sample: ``N x n_in`` rows to ``N x shape`` (e.g. 784 -> 1 x 28 x 28).
@@ -225,6 +238,11 @@ class Reshape(Layer):
     def n_in(self) -> int:
         """Features per sample expected by this layer (the product of ``shape``)."""
         return math.prod(self.shape)
+
+    def output_shape(self, in_shape):
+        if math.prod(in_shape) != self.n_in:
+            raise ShapeMismatch(f"{self.n_in} values per sample (to make {self.shape})")
+        return self.shape
 
     def forward(self, params, x, ctx):
         xp = ctx.xp

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace_of
+from .backends.ops import Ops, ops_for
 from .errors import ConfigError
-from .inplace import UPDATES
 
 Backprop = Callable[[Any], tuple[Any, dict[str, Any]]]
 
@@ -45,16 +45,18 @@ class Context:
     check_inputs : bool
         Check that input and weights share a library and device (the training loop
         turns this off: it validated the data once).
-    inplace : bool
-        Layers may update their own fresh outputs in place (NumPy, CuPy, torch), and
-        the gradient their backprop receives: in training every backprop returns a
+    ops : Ops, optional
+        The library's operations (:class:`~portnet.backends.ops.Ops`). When
+        ``ops.inplace``, layers may update their own fresh outputs in place, and the
+        gradient their backprop receives: in training every backprop returns a
         fresh array (or a view of one) that only the layer before it reads, so a
         backprop consumes its ``dy``. Never their input ``x`` or their parameters
-        (``tests/test_inplace.py``). The training step sets it from
-        :func:`portnet.inplace.resolve_inplace`, through the layers' ``UPDATES``.
-    mirror : bool
-        Inference only: :class:`~portnet.RandomFlip` layers mirror every image
-        (the second view of test-time flip averaging, ``Model(test_time_flip=True)``).
+        (``tests/test_inplace.py``). By default the rebinding Ops of ``xp``; the
+        training step passes its optimizer's (:meth:`~portnet.Optimizer.ops_for`).
+    test_time_flip : bool
+        Inference only: this is test-time flipping's flipped pass
+        (``Model(test_time_flip=True)``), so :class:`~portnet.RandomFlip` layers
+        flip every image.
     """
 
     xp: Any
@@ -62,8 +64,23 @@ class Context:
     random: Any = None
     need_input_grad: bool = True
     check_inputs: bool = True
-    inplace: bool = False
-    mirror: bool = False
+    ops: Ops | None = None
+    test_time_flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ops is None:
+            self.ops = ops_for(self.xp).with_inplace(False)
+
+
+class ShapeMismatch(ConfigError):
+    """A layer cannot take one sample's input shape; ``takes`` says what it takes.
+
+    :func:`portnet.validation.check_chain` turns it into the message naming both layers.
+    """
+
+    def __init__(self, takes: str) -> None:
+        super().__init__(takes)
+        self.takes = takes
 
 
 class RandomStream:
@@ -106,6 +123,15 @@ class Layer:
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-serialisable, used by save/load."""
         return {}
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """One sample's output shape for one sample's input shape ``in_shape``.
+
+        Raises :class:`ShapeMismatch` where the layer cannot take ``in_shape``.
+        ``None`` (the default): not declared, so the network check finds it by a
+        forward pass on zeros (:func:`portnet.validation.check_chain`).
+        """
+        return None
 
     def inference_workspace(self, in_shape: tuple[int, ...]) -> int:
         """Elements per sample that an inference forward allocates besides its input
@@ -199,12 +225,18 @@ class Dense(Layer):
     def weight_names(self):
         return ("W",)
 
+    def output_shape(self, in_shape):
+        if tuple(in_shape) != (self.n_in,):
+            flat = "" if len(in_shape) == 1 else " as flat rows (put a Flatten before it)"
+            raise ShapeMismatch(f"{self.n_in} inputs{flat}")
+        return (self.n_out,)
+
     def forward(self, params, x, ctx):
         xp = ctx.xp
         W = params["W"]
         y = xp.matmul(x, W)
         if self.bias:
-            y = UPDATES[ctx.inplace].add(y, params["b"])  # y is fresh: no extra array
+            y = ctx.ops.add(y, params["b"])  # y is fresh: no extra array
         need_dx = ctx.need_input_grad
 
         def backprop(dy):

@@ -15,9 +15,9 @@ import numpy as np
 
 from ._array import xp_of
 from .activations import log_softmax, softmax, stable_sigmoid
+from .backends.ops import ops_for
 from .config import build, check_number
 from .errors import ConfigError, InputError
-from .sync_free import relu, scalar_like
 
 
 def one_hot(xp, labels, n_classes: int, dtype):
@@ -30,7 +30,7 @@ def one_hot(xp, labels, n_classes: int, dtype):
 class Loss:
     r"""Base class: a loss and everything that depends on its task.
 
-    ``loss(outputs, targets, grad_scale=1.0, weights=None) -> (value, d_outputs)``,
+    ``loss(outputs, targets, grad_scale=1.0, sample_weight=None) -> (value, d_outputs)``,
     where ``d_outputs`` is the gradient of the mean loss times ``grad_scale``: the
     training loop passes the learning rate there for optimizers that take pre-scaled
     gradients, which the loss folds into its own :math:`1/N` at no extra cost.
@@ -49,24 +49,24 @@ class Loss:
     name = ""
     #: Activation layer (class name) fused into the loss; a model ending in it trains on logits.
     output_activation: str | None = None
-    #: Whether :meth:`average_outputs` gives the mean of two views' predictions.
-    averages_views = True
+    #: Whether test-time flipping can average predictions (:meth:`average_outputs`).
+    supports_test_time_flip = True
 
     def __call__(
-        self, outputs: Any, targets: Any, grad_scale: Any = 1.0, weights: Any = None
+        self, outputs: Any, targets: Any, grad_scale: Any = 1.0, sample_weight: Any = None
     ) -> tuple[Any, Any]:
         """The batch's mean loss (0-d) and its gradient times ``grad_scale``.
 
-        ``weights``, optional, holds one non-negative weight per sample (shape ``(N,)``).
+        ``sample_weight``, optional, holds one non-negative weight per sample, ``(N,)``.
         """
         xp = xp_of(outputs)
         losses, d_losses = self.per_sample(xp, outputs, targets)
-        if weights is None:
+        if sample_weight is None:
             n = outputs.shape[0]
             return xp.sum(losses) / n, d_losses * (grad_scale / n)
-        total = xp.sum(weights)
-        column = xp.reshape(weights, (-1,) + (1,) * (outputs.ndim - 1))
-        return xp.sum(weights * losses) / total, d_losses * (column * (grad_scale / total))
+        total = xp.sum(sample_weight)
+        column = xp.reshape(sample_weight, (-1,) + (1,) * (outputs.ndim - 1))
+        return xp.sum(sample_weight * losses) / total, d_losses * (column * (grad_scale / total))
 
     def per_sample(self, xp: Any, outputs: Any, targets: Any) -> tuple[Any, Any]:
         """Each sample's loss ``(N,)`` and its gradient with respect to ``outputs``."""
@@ -114,14 +114,14 @@ class Loss:
 
     def average_outputs(self, xp: Any, first: Any, second: Any) -> Any:
         """Outputs whose predictions are the mean of two views' predictions (test-time
-        augmentation): here the mean of the outputs themselves. Meaningful only where
-        :attr:`averages_views` is true."""
+        flipping: the images and their flips): here the mean of the outputs themselves.
+        Meaningful only where :attr:`supports_test_time_flip` is true."""
         return (first + second) * 0.5
 
     def count_correct(self, xp: Any, outputs: Any, targets: Any) -> Any:
         """Correct predictions in a batch, as a 0-d device array (NaN: no accuracy)."""
         # Regression has no accuracy: report NaN rather than a made-up number.
-        return scalar_like(xp, float("nan"), outputs)
+        return ops_for(xp).scalar_like(float("nan"), outputs)
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -249,11 +249,12 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     name = "sigmoid_binary_cross_entropy"
     output_activation = "Sigmoid"
-    averages_views = False  # the mean of two logits is not that of two probabilities
+    supports_test_time_flip = False  # the mean of two logits is not that of two probabilities
 
     def per_sample(self, xp, logits, targets):
         targets = xp.reshape(xp.astype(targets, logits.dtype), logits.shape)
-        elementwise = relu(xp, logits) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))
+        positive = ops_for(xp).relu(logits)
+        elementwise = positive - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))
         losses = xp.reshape(elementwise, (logits.shape[0], -1))
         return xp.sum(losses, axis=1), stable_sigmoid(xp, logits) - targets
 

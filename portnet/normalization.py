@@ -6,8 +6,7 @@ import numpy as np
 from array_api_compat import device as device_of
 
 from .errors import ConfigError
-from .inplace import UPDATES
-from .layers import Layer
+from .layers import Layer, ShapeMismatch
 
 
 class BatchNorm(Layer):
@@ -92,6 +91,12 @@ class BatchNorm(Layer):
     def state_names(self):
         return ("running_mean", "running_var")
 
+    def output_shape(self, in_shape):
+        f = self.n_features
+        if len(in_shape) not in (1, 3) or in_shape[0] != f:
+            raise ShapeMismatch(f"{f} features ({f} or {f} x H x W per sample)")
+        return tuple(in_shape)
+
     def forward(self, params, x, ctx):
         y, backprop, _ = self.forward_with_state(params, x, ctx)
         return y, backprop
@@ -122,7 +127,7 @@ class BatchNorm(Layer):
             passes run over long rows rather than F-long inner loops (~2x on NumPy)."""
             return v if reps == 1 else xp.reshape(xp.broadcast_to(v, (reps, f)), (reps * f,))
 
-        u = UPDATES[ctx.inplace]
+        ops = ctx.ops
         gamma = params["gamma"]
         new_state = {}
         if ctx.training:
@@ -139,13 +144,13 @@ class BatchNorm(Layer):
             }
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             scale = gamma * inv_std
-            y = u.add(centered * tile(scale), tile(params["beta"]))
+            y = ops.add(centered * tile(scale), tile(params["beta"]))
         else:
             inv_std = 1.0 / xp.sqrt(params["running_var"] + self.eps)
             scale = gamma * inv_std
             # Statistics are constants: y = x a + (beta - mean a), two passes.
             shift = params["beta"] - params["running_mean"] * scale
-            y = u.add(rows * tile(scale), tile(shift))
+            y = ops.add(rows * tile(scale), tile(shift))
         training = ctx.training
 
         def backprop(dy):
@@ -159,8 +164,8 @@ class BatchNorm(Layer):
             dgamma = colsum(d * centered) * inv_std
             grads["gamma"] = dgamma
             dx = d * tile(scale)
-            dx = u.sub(dx, centered * tile(scale * inv_std * dgamma * (1.0 / m)))
-            dx = u.sub(dx, tile(scale * dbeta * (1.0 / m)))
+            dx = ops.sub(dx, centered * tile(scale * inv_std * dgamma * (1.0 / m)))
+            dx = ops.sub(dx, tile(scale * dbeta * (1.0 / m)))
             return _from_rows(xp, dx, x_shape), grads
 
         return _from_rows(xp, y, x_shape), backprop, new_state

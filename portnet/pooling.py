@@ -19,7 +19,6 @@ import math
 from array_api_compat import device as device_of
 
 from .errors import ConfigError
-from .inplace import UPDATES
 from .layers import Layer
 from .windows import (
     _pair,
@@ -146,13 +145,13 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        pieces, fold = self._windows(xp, x, ctx.inplace)
+        pieces, fold = self._windows(xp, x, ctx.ops.inplace)
         y = pieces[0]
         for piece in pieces[1:]:
             y = xp.maximum(y, piece)  # K - 1 element-wise passes over output-sized arrays
 
-        inplace = ctx.inplace
-        u = UPDATES[inplace]
+        ops = ctx.ops
+        inplace = ops.inplace
         if inplace and self._tiles:
             return to_nchw(xp, y), self._tiled_backprop(xp, x, y)
 
@@ -173,7 +172,7 @@ class MaxPool2D(_Pool2D):
                 g = rest * (hit if inplace else xp.astype(hit, rest.dtype))
                 dpieces.append(g)
                 if k + 1 < len(pieces):
-                    rest = rest - g if k == 0 else u.sub(rest, g)  # rest is ours after k = 0
+                    rest = rest - g if k == 0 else ops.sub(rest, g)  # rest is ours after k = 0
             return fold(dpieces), {}
 
         return to_nchw(xp, y), backprop
@@ -232,13 +231,13 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, params, x, ctx):
         xp = ctx.xp
-        pieces, fold = self._windows(xp, x, ctx.inplace)
+        pieces, fold = self._windows(xp, x, ctx.ops.inplace)
         scale = 1.0 / len(pieces)
-        u = UPDATES[ctx.inplace]
+        ops = ctx.ops
         y = pieces[0] + pieces[1] if len(pieces) > 1 else pieces[0] + 0.0  # a fresh array,
         for piece in pieces[2:]:  # so the sum accumulates in place where allowed
-            y = u.add(y, piece)
-        y = u.mul(y, scale)
+            y = ops.add(y, piece)
+        y = ops.mul(y, scale)
 
         def backprop(dy):
             d = to_nhwc(xp, dy) * scale

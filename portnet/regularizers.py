@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .backends.ops import ops_for
 from .config import build, check_number
-from .sync_free import dot, sign
 
 
 class Regularizer:
@@ -57,7 +57,7 @@ class L2(Regularizer):
 
     def value(self, xp, W):
         flat = xp.reshape(W, (-1,))
-        return (0.5 * self.lam) * dot(xp, flat, flat)  # a dot product: no W * W temporary
+        return (0.5 * self.lam) * ops_for(xp).dot(flat, flat)  # a dot product: no W * W temporary
 
     def gradient(self, xp, W, scale=1.0):
         return (self.lam * scale) * W
@@ -70,7 +70,7 @@ class L1(Regularizer):
         return self.lam * xp.sum(xp.abs(W))
 
     def gradient(self, xp, W, scale=1.0):
-        return (self.lam * scale) * sign(xp, W)
+        return (self.lam * scale) * ops_for(xp).sign(W)
 
 
 def get_regularizers(l1: float = 0.0, l2: float = 0.0) -> list[Regularizer]:

@@ -19,7 +19,7 @@ steps, and slices are views on every backend:
   reduces over them.
 - *col2im* (the adjoint) adds each offset's ``(N, H_o, W_o, C)`` piece back into the
   same slice of a zero array (:func:`fold_slices`). Where the library may update
-  arrays in place (``ctx.inplace``) that is ``buf[slice] += piece`` on a buffer the
+  arrays in place (``ctx.ops.inplace``) that is ``buf[slice] += piece`` on a buffer the
   layer allocated itself. Elsewhere (JAX, array-api-strict) each piece is dilated by
   the stride (stacked with zeros, reshaped) and zero-padded into place with
   ``concat``, and the placed pieces are summed: more memory traffic, same result,

@@ -40,7 +40,7 @@ def test_batchnorm_matches_torch(backend, shape, training, inplace):
     layer = BatchNorm(x_h.shape[1], momentum=0.2)
     x = backend.asarray(x_h, "float32")
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
-    ctx = pn.Context(xp=backend.xp, training=training, inplace=inplace)
+    ctx = pn.Context(xp=backend.xp, training=training, ops=backend.ops.with_inplace(inplace))
     y, backprop, updates = layer.forward_with_state(params, x, ctx)
     assert_on_backend(y, backend, "float32", x_h.shape)
     dx, grads = backprop(backend.asarray(dy_h, "float32"))

@@ -20,10 +20,10 @@ from conftest import (
     f32,
     host_copies,
 )
+from portnet.backends.ops import ops_for
 
 import portnet as pn
 from portnet.conv import Conv2D
-from portnet.inplace import supports_inplace
 from portnet.normalization import BatchNorm
 from portnet.pooling import AvgPool2D, MaxPool2D
 from portnet.windows import window_sources
@@ -58,7 +58,7 @@ POOL_GEOMETRIES = [
 
 @pytest.fixture(params=[False, True], ids=["portable", "inplace"])
 def inplace(request, backend):
-    if request.param and not supports_inplace(backend.xp):
+    if request.param and not backend.ops.can_mutate:
         pytest.skip(f"{backend.name} has no in-place path")
     return request.param
 
@@ -115,7 +115,7 @@ def run(backend, layer, x_h, p_h, dy_h, inplace):
     params = {k: backend.asarray(v, "float32") for k, v in p_h.items()}
     dy = backend.asarray(dy_h, "float32")
     before = host_copies([x, params, dy])
-    ctx = pn.Context(xp=backend.xp, training=True, inplace=inplace)
+    ctx = pn.Context(xp=backend.xp, training=True, ops=backend.ops.with_inplace(inplace))
     y, backprop = layer.forward(params, x, ctx)
     assert_on_backend(y, backend, "float32", dy_h.shape)
     dx, grads = backprop(dy)
@@ -205,7 +205,7 @@ def test_channels_last_memory_same_values_and_kept(name):
     for x in (first, last):
         backprops = []
         for layer, p in zip(layers, params, strict=True):
-            ctx = pn.Context(xp=xp, training=True, inplace=True)
+            ctx = pn.Context(xp=xp, training=True, ops=ops_for(xp))
             x, back = layer.forward(p, x, ctx)
             channels_last = backend.to_numpy(xp.permute_dims(x, (0, 2, 3, 1)))
             if name == "numpy":

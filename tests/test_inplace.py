@@ -1,12 +1,12 @@
-"""In-place updates: one decision (portnet.inplace), same numbers, inputs left alone."""
+"""In-place updates: one decision (the library's Ops), same numbers, inputs left alone."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from portnet.backends.ops import ops_for
 
 import portnet as pn
-from portnet.inplace import UPDATES, resolve_inplace, supports_inplace
 
 NETWORK = [
     pn.Conv2D(1, 3, 3, padding=1),
@@ -24,17 +24,19 @@ NETWORK = [
 
 def test_the_capability_follows_the_array_library(backend):
     expected = backend.name in ("numpy", "torch", "cupy")
-    assert supports_inplace(backend.xp) is expected
+    assert ops_for(backend.xp).can_mutate is expected
     assert backend.inplace is expected
-    assert resolve_inplace(backend.xp) is expected
-    assert resolve_inplace(backend.xp, False) is False
+    assert ops_for(backend.xp).inplace is expected
+    assert ops_for(backend.xp).with_inplace(None).inplace is expected
+    assert ops_for(backend.xp).with_inplace(False).inplace is False
+    assert ops_for(backend.xp).with_inplace(False).with_inplace(None) is backend.ops
 
 
 def test_forcing_in_place_where_arrays_cannot_change_is_refused():
     pytest.importorskip("array_api_strict")
     strict = pn.get_backend("array_api_strict")
     with pytest.raises(pn.ConfigError, match="cannot be updated in place"):
-        resolve_inplace(strict.xp, True)
+        ops_for(strict.xp).with_inplace(True)
     with pytest.raises(pn.ConfigError, match="cannot be updated in place"):
         pn.Model([pn.Dense(2, 2)], optimizer=pn.SGD(0.1, inplace=True), backend=strict).fit(
             np.zeros((4, 2)), np.zeros(4, dtype=int), epochs=1, verbose=0
@@ -43,13 +45,14 @@ def test_forcing_in_place_where_arrays_cannot_change_is_refused():
 
 def test_updates_mutate_only_in_place():
     a, b = np.ones(3), np.full(3, 2.0)
-    rebound = UPDATES[False].sub(a, b)
+    inplace, rebinding = ops_for(np), ops_for(np).with_inplace(False)
+    rebound = rebinding.sub(a, b)
     assert rebound is not a and a.tolist() == [1.0, 1.0, 1.0]
-    mutated = UPDATES[True].sub(a, b)
+    mutated = inplace.sub(a, b)
     assert mutated is a and a.tolist() == [-1.0, -1.0, -1.0]
     scratch = np.zeros(3)
-    assert UPDATES[True].assign(scratch, b) is scratch and scratch.tolist() == [2.0] * 3
-    assert UPDATES[False].assign(scratch, a) is a
+    assert inplace.assign(scratch, b) is scratch and scratch.tolist() == [2.0] * 3
+    assert rebinding.assign(scratch, a) is a
 
 
 @pytest.mark.parametrize("case", ["numpy", "torch-cpu"])
@@ -68,7 +71,7 @@ def test_in_place_layer_path_leaves_inputs_and_weights_unchanged(case):
     for inplace in (False, True):
         params = [{k: backend.asarray(v, "float32") for k, v in p.items()} for p in host_params]
         x = backend.asarray(x_host)
-        ctx = pn.Context(xp=backend.xp, training=True, inplace=inplace)
+        ctx = pn.Context(xp=backend.xp, training=True, ops=backend.ops.with_inplace(inplace))
         y, backprop, updates = network.forward_with_state(params, x, ctx)
         dx, grads = backprop(backend.asarray(dy_host))
         np.testing.assert_array_equal(backend.to_numpy(x), x_host)
