@@ -1,12 +1,12 @@
 r"""Optimizers: ``init(params) -> state``, ``update(params, grads, state, lr) -> (params, state)``.
 
-Each formula is written once, through :class:`~portnet.inplace.Updates`: on NumPy,
-CuPy and torch it updates parameters and buffers in place (``p -= g``) and reuses
-the gradient arrays as scratch, so a step allocates no parameter-sized
-temporaries; on other libraries (array-api-strict, JAX) the same lines rebind
-(``p = p - g``). :func:`~portnet.inplace.resolve_inplace` makes that choice, from
-the arrays. Gradients passed to ``update`` are consumed, and on the in-place
-libraries the parameters passed in are the ones updated.
+Each formula is written once, as its paper writes it, through the library's
+:class:`~portnet.backends.ops.Ops` (``ops.ema``, ``ops.descend``, ``ops.add`` ...):
+on NumPy, CuPy and torch they update parameters and buffers in place
+(``p -= g``) and reuse the gradient arrays as scratch, so a step allocates no
+parameter-sized temporaries; on other libraries (array-api-strict, JAX) the same
+lines rebind (``p = p - g``). Gradients passed to ``update`` are consumed, and on
+the in-place libraries the parameters passed in are the ones updated.
 
 Every optimizer describes itself with ``get_config()`` and is rebuilt by
 :func:`optimizer_from_spec`, so a saved model keeps its algorithm, its
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import sync_free
 from ._array import Tree, tree_leaves, xp_of
+from .backends.ops import Ops, ops_for
 from .config import build, check_number, spec_of
 from .errors import ConfigError
-from .inplace import UPDATES, Updates, resolve_inplace
 from .schedules import Constant, Schedule, as_schedule, schedule_from_spec
 
 
@@ -112,9 +111,17 @@ class Optimizer:
         """
         return None
 
-    def updates_for(self, xp: Any) -> Updates:
-        """The update-or-rebind arithmetic for arrays of namespace ``xp``."""
-        return UPDATES[resolve_inplace(xp, self.inplace)]
+    def ops_for(self, xp_or_array: Any) -> Ops:
+        """The :class:`~portnet.backends.ops.Ops` this optimizer updates arrays of
+        namespace ``xp_or_array`` (or of that array's) with: in place or rebinding,
+        as the ``inplace`` argument asks.
+
+        Raises
+        ------
+        ConfigError
+            ``inplace=True`` for a library whose arrays cannot be mutated.
+        """
+        return ops_for(xp_or_array).with_inplace(self.inplace)
 
     def update(
         self,
@@ -134,12 +141,12 @@ class Optimizer:
         elif isinstance(lr, int | float):
             lr = float(lr)  # a Python number; a traced JAX scalar (portnet.compiled) stays one
         first = next((p for layer in params for p in layer.values()), None)
-        u = UPDATES[False] if first is None else self.updates_for(xp_of(first))
+        ops = None if first is None else self.ops_for(first)  # None: no parameters
         grads = self._clip(grads)
         t = state["t"] + 1
         # Under jax.jit the step count is an int64 device scalar, and b ** t of it would
         # be float64 and promote every parameter: the powers are taken in their dtype.
-        t_power = t if first is None or isinstance(t, int) else xp_of(first).astype(t, first.dtype)
+        t_power = t if ops is None or isinstance(t, int) else ops.xp.astype(t, first.dtype)
         new_params, new_slots = [], []
         for layer_p, layer_g, layer_s, decayed in zip(
             params, grads, state["slots"], state["decay_mask"], strict=True
@@ -150,56 +157,55 @@ class Optimizer:
                     out[key] = p
                     continue
                 if self.weight_decay and key in decayed:
-                    p = u.mul(p, 1.0 - lr * self.weight_decay)
+                    p = ops.mul(p, 1.0 - lr * self.weight_decay)
                 # A fresh slot dict: the rebinding path replaces its entries, and the
                 # state passed in must stay as it was (update is a pure function there).
                 out_slots[key] = dict(layer_s[key])
                 g = layer_g[key]
-                blocks = u.blocks(xp_of(p), p, g, *out_slots[key].values())
+                blocks = ops.blocks(p, g, *out_slots[key].values())
                 if blocks is None:
-                    out[key] = self._one_step(p, g, out_slots[key], lr, t_power, u, prescaled)
+                    out[key] = self._one_step(p, g, out_slots[key], lr, t_power, ops, prescaled)
                     continue
                 flat = [xp_reshape(a) for a in (p, g)]
                 slots_flat = {name: xp_reshape(s) for name, s in out_slots[key].items()}
                 for part in blocks:  # in place: each block writes into p and the slots
                     views = {name: s[part] for name, s in slots_flat.items()}
-                    self._one_step(flat[0][part], flat[1][part], views, lr, t_power, u, prescaled)
+                    self._one_step(flat[0][part], flat[1][part], views, lr, t_power, ops, prescaled)
                 out[key] = p
             new_params.append(out)
             new_slots.append(out_slots)
         return new_params, {**state, "t": t, "slots": new_slots}
 
-    def _one_step(self, p, g, slots, lr, t, u: Updates, prescaled: bool):
+    def _one_step(self, p, g, slots, lr, t, ops: Ops, prescaled: bool):
         if prescaled:
-            return self._step_prescaled(p, g, slots, u)
-        return self._step(p, g, slots, lr, t, u)
+            return self._step_prescaled(p, g, slots, ops)
+        return self._step(p, g, slots, lr, t, ops)
 
     def _clip(self, grads: Tree) -> Tree:
         if self.clip_value is not None:
             c = float(self.clip_value)
-            grads = [
-                {k: sync_free.clip(xp_of(g), g, -c, c) for k, g in layer.items()} for layer in grads
-            ]
+            grads = [{k: ops_for(g).clip(g, -c, c) for k, g in layer.items()} for layer in grads]
         if self.clip_norm is not None:
             leaves = tree_leaves(grads)
-            xp = xp_of(leaves[0])
+            ops = ops_for(leaves[0])
+            xp = ops.xp
             total = xp.sqrt(sum(xp.sum(g * g) for g in leaves))
             # A device 0-d factor, so clipping needs no host read and no branch.
-            scale = sync_free.minimum(xp, float(self.clip_norm) / (total + 1e-12), 1.0)
+            scale = ops.minimum(float(self.clip_norm) / (total + 1e-12), 1.0)
             grads = [
                 {k: g * xp.astype(scale, g.dtype) for k, g in layer.items()} for layer in grads
             ]
         return grads
 
-    def _step(self, p, g, slots: dict[str, Any], lr: float, t: Any, u: Updates):
+    def _step(self, p, g, slots: dict[str, Any], lr: float, t: Any, ops: Ops):
         """The update of one parameter ``p`` with gradient ``g``; may consume ``g``.
 
         ``t`` is the step count from 1: a Python int, or under ``jax.jit`` a 0-d
-        array in ``p``'s dtype.
+        array in ``p``'s dtype. New slot values go into ``slots``.
         """
         raise NotImplementedError
 
-    def _step_prescaled(self, p, g, slots: dict[str, Any], u: Updates):
+    def _step_prescaled(self, p, g, slots: dict[str, Any], ops: Ops):
         raise NotImplementedError(f"{type(self).__name__} takes raw gradients")
 
     def _unclipped(self) -> bool:
@@ -247,11 +253,11 @@ class SGD(Optimizer):
     def gradient_scale(self, lr):
         return lr if self._unclipped() else None
 
-    def _step(self, p, g, slots, lr, t, u):
-        return u.sub(p, u.mul(g, lr))
+    def _step(self, p, g, slots, lr, t, ops):
+        return ops.descend(p, g, lr)  # w <- w - lr g
 
-    def _step_prescaled(self, p, g, slots, u):  # g is already lr * gradient
-        return u.sub(p, g)
+    def _step_prescaled(self, p, g, slots, ops):  # g is already lr * gradient
+        return ops.sub(p, g)
 
 
 class Momentum(Optimizer):
@@ -282,21 +288,20 @@ class Momentum(Optimizer):
     def gradient_scale(self, lr):
         return lr if self.form == "classic" and self._unclipped() else None
 
-    def _step_prescaled(self, p, g, slots, u):  # classic form, g = lr * gradient
-        v = u.sub(u.mul(slots["velocity"], self.gamma), g)
-        slots["velocity"] = v
-        if self.nesterov:
-            return u.sub(u.add(p, self.gamma * v), g)
-        return u.add(p, v)
-
-    def _step(self, p, g, slots, lr, t, u):
+    def _step_prescaled(self, p, g, slots, ops):  # classic form, g = lr * gradient
         gamma = self.gamma
+        v = slots["velocity"] = ops.sub(ops.mul(slots["velocity"], gamma), g)  # v <- gamma v - lr g
+        if self.nesterov:
+            return ops.sub(ops.add(p, gamma * v), g)  # w <- w + gamma v - lr g
+        return ops.add(p, v)  # w <- w + v
+
+    def _step(self, p, g, slots, lr, t, ops):
         if self.form == "classic":
-            return self._step_prescaled(p, u.mul(g, lr), slots, u)
-        v = u.add(u.mul(slots["velocity"], gamma), u.mul(g, 1.0 - gamma))
-        slots["velocity"] = v
-        # g is scratch now: the step lr * v goes through it, not through a new array.
-        return u.sub(p, u.mul(u.assign(g, v), lr))
+            return self._step_prescaled(p, ops.mul(g, lr), slots, ops)
+        # v <- gamma v + (1 - gamma) g, with g as scratch for the (1 - gamma) g term
+        v = slots["velocity"] = ops.ema(slots["velocity"], g, self.gamma, consume=True)
+        # w <- w - lr v, through g again rather than a new array
+        return ops.descend(p, ops.assign(g, v), lr)
 
     def _hyper_parameters(self):
         extra = {"nesterov": True} if self.nesterov else {}
@@ -313,11 +318,10 @@ class Nesterov(Optimizer):
         super().__init__(lr, **kwargs)
         self.gamma = _fraction("Nesterov gamma", gamma)
 
-    def _step(self, p, g, slots, lr, t, u):
+    def _step(self, p, g, slots, lr, t, ops):
         mu = self.gamma
-        v = u.add(u.mul(slots["velocity"], mu), g)
-        slots["velocity"] = v
-        return u.sub(p, u.mul(u.add(g, mu * v), lr))
+        v = slots["velocity"] = ops.add(ops.mul(slots["velocity"], mu), g)  # v <- mu v + g
+        return ops.descend(p, ops.add(g, mu * v), lr)  # w <- w - lr (g + mu v)
 
     def _hyper_parameters(self):
         return {"gamma": self.gamma}
@@ -336,11 +340,11 @@ class RMSProp(Optimizer):
         self.rho = _fraction("RMSProp rho", rho)
         self.eps = check_number("RMSProp eps", eps, low=0.0, low_open=True)
 
-    def _step(self, p, g, slots, lr, t, u):
-        xp, rho = xp_of(p), self.rho
-        s = u.add(u.mul(slots["square_avg"], rho), (1.0 - rho) * (g * g))
-        slots["square_avg"] = s
-        return u.sub(p, u.mul(u.div(g, xp.sqrt(s) + self.eps), lr))
+    def _step(self, p, g, slots, lr, t, ops):
+        # s <- rho s + (1 - rho) g^2  (g * g is a fresh array the average may consume)
+        s = slots["square_avg"] = ops.ema(slots["square_avg"], g * g, self.rho, consume=True)
+        # w <- w - lr g / (sqrt(s) + eps)
+        return ops.descend(p, ops.div(g, ops.xp.sqrt(s) + self.eps), lr)
 
     def _hyper_parameters(self):
         return {"rho": self.rho, "eps": self.eps}
@@ -383,22 +387,20 @@ class Adam(Optimizer):
         self.eps = check_number("Adam eps", eps, low=0.0, low_open=True)
         self.form = form
 
-    def _step(self, p, g, slots, lr, t, u):
-        xp = xp_of(p)
-        b1, b2 = self.beta1, self.beta2
+    def _step(self, p, g, slots, lr, t, ops):
+        b1, b2, eps, sqrt = self.beta1, self.beta2, self.eps, ops.xp.sqrt
+        m = slots["m"] = ops.ema(slots["m"], g, b1)  # m <- b1 m + (1 - b1) g
+        # v <- b2 v + (1 - b2) g^2, squaring g in place: m no longer needs it
+        v = slots["v"] = ops.ema(slots["v"], ops.mul(g, g), b2, consume=True)
         # ** 0.5, not math.sqrt: under jax.jit the step count t is a traced array.
         root_correction = (1.0 - b2**t) ** 0.5
-        m = u.add(u.mul(slots["m"], b1), (1.0 - b1) * g)
-        v = u.add(u.mul(slots["v"], b2), u.mul(u.mul(g, g), 1.0 - b2))
-        slots["m"], slots["v"] = m, v
         if self.form == "efficient":
-            step = lr * root_correction / (1.0 - b1**t)
-            denom = u.add(xp.sqrt(v), self.eps)
-        else:
-            step = lr / (1.0 - b1**t)
-            denom = u.add(u.div(xp.sqrt(v), root_correction), self.eps)
-        # m / denom is a fresh array: the step is scaled and applied through it.
-        return u.sub(p, u.mul(m / denom, step))
+            # w <- w - lr_t m / (sqrt(v) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+            lr_t = lr * root_correction / (1.0 - b1**t)
+            return ops.descend(p, m / ops.add(sqrt(v), eps), lr_t)
+        # w <- w - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+        sqrt_v_hat = ops.div(sqrt(v), root_correction)
+        return ops.descend(p, m / ops.add(sqrt_v_hat, eps), lr / (1.0 - b1**t))
 
     def _hyper_parameters(self):
         extra = {"form": self.form} if self.form != "corrected" else {}

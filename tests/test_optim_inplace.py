@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import portnet.backends.ops
 import pytest
 from conftest import assert_on_backend
 from helpers.optim import (
@@ -15,6 +16,7 @@ from helpers.optim import (
     to_device,
     to_host,
 )
+from portnet.backends.ops import ops_for
 
 import portnet as pn
 
@@ -65,7 +67,7 @@ def test_inplace_training_leaves_host_weights_unchanged(backend_case):
         optimizer=pn.SGD(0.1),
         backend=pn.get_backend(*backend_case),
     )
-    assert model.optimizer.updates_for(model.backend.xp).inplace
+    assert model.optimizer.ops_for(model.backend.xp).inplace
     host = model.get_weights()  # float32 host arrays, the model's dtype
     before = [{k: v.copy() for k, v in layer.items()} for layer in host]
     model.set_weights(host)
@@ -101,7 +103,7 @@ def test_inplace_training_equals_portable_training(backend_case):
             dtype="float64",
             seed=3,
         )
-        assert model.optimizer.updates_for(model.backend.xp).inplace is inplace
+        assert model.optimizer.ops_for(model.backend.xp).inplace is inplace
         model.fit(X, y, epochs=2, batch_size=16, verbose=0)
         weights.append(model.get_weights())
     assert_trees_close(weights[0], weights[1], rtol=1e-12, atol=1e-14)
@@ -135,7 +137,7 @@ def test_portable_path_same_numbers_on_strict_device1(name, variant):
     )
 
 
-# -- block by block (Updates.blocks): the same bits as whole arrays ---------------------------
+# -- block by block (Ops.blocks): the same bits as whole arrays ---------------------------
 def big_problem(seed=0):
     """A parameter large enough to be updated in cache-sized blocks, and its gradients."""
     rng = np.random.default_rng(seed)
@@ -150,16 +152,15 @@ def big_problem(seed=0):
 def test_blockwise_updates_equal_whole_array_updates_bit_for_bit(
     numpy_backend, monkeypatch, name, variant
 ):
-    import portnet.inplace
-
     params_h, grad_seq = big_problem()
     W = pn.get_backend("numpy").asarray(params_h[0]["W"], "float32")
-    assert pn.inplace.UPDATES[True].blocks(np, W) is not None  # 600 kB: blocked
+    assert ops_for(np).blocks(W) is not None  # 600 kB: blocked
+    assert ops_for(np).with_inplace(False).blocks(W) is None  # rebinding: whole arrays
     blocked, blocked_state = run_portnet(
         numpy_backend, make(name, variant, True), params_h, grad_seq, LRS
     )
-    monkeypatch.setattr(portnet.inplace, "_BLOCK_BYTES", 2**40)  # one block: whole arrays
-    assert pn.inplace.UPDATES[True].blocks(np, W) is None
+    monkeypatch.setattr(portnet.backends.ops, "_BLOCK_BYTES", 2**40)  # one block: whole arrays
+    assert ops_for(np).blocks(W) is None
     whole, whole_state = run_portnet(
         numpy_backend, make(name, variant, True), params_h, grad_seq, LRS
     )
@@ -173,15 +174,13 @@ def test_blockwise_updates_equal_whole_array_updates_bit_for_bit(
 
 
 def test_blockwise_penalty_gradients_equal_whole_array_ones(numpy_backend, monkeypatch):
-    import portnet.inplace
-
     rng = np.random.default_rng(4)
     trainer = pn.Trainer(pn.Sequential([pn.Dense(300, 500)]), pn.get_loss("mse"), pn.SGD(0.1),
                          [pn.L2(0.3, per_sample=True), pn.L1(0.01)])  # fmt: skip
     params = [{"W": rng.normal(size=(300, 500)).astype(np.float32), "b": np.zeros(500, np.float32)}]
     results = []
-    for block_bytes in (portnet.inplace._BLOCK_BYTES, 2**40):
-        monkeypatch.setattr(portnet.inplace, "_BLOCK_BYTES", block_bytes)
+    for block_bytes in (portnet.backends.ops._BLOCK_BYTES, 2**40):
+        monkeypatch.setattr(portnet.backends.ops, "_BLOCK_BYTES", block_bytes)
         grads = [{k: np.ones_like(v) for k, v in params[0].items()}]
         results.append(trainer.add_penalty_grads(np, params, grads, 0.5, 7, inplace=True)[0]["W"])
     np.testing.assert_array_equal(results[0], results[1])
@@ -196,7 +195,7 @@ def test_a_non_contiguous_gradient_is_updated_whole_not_in_lost_blocks(numpy_bac
     grads = [{"W": np.ascontiguousarray(grad_seq[0][0]["W"].T, dtype=np.float32).T,
               "b": grad_seq[0][0]["b"].astype(np.float32)}]  # fmt: skip
     assert not grads[0]["W"].flags.c_contiguous
-    assert pn.inplace.UPDATES[True].blocks(np, params[0]["W"], grads[0]["W"]) is None
+    assert ops_for(np).blocks(params[0]["W"], grads[0]["W"]) is None
     expected = params_h[0]["W"] - 0.1 * grad_seq[0][0]["W"]
     updated, _ = pn.SGD(0.1, inplace=True).update(params, grads, pn.SGD(0.1).init(params), 0.1)
     np.testing.assert_allclose(updated[0]["W"], expected, rtol=1e-5, atol=1e-6)
