@@ -191,6 +191,14 @@ def compiled_epoch(params, slots, X, order, n_full, batch_size):
     return params
 
 
+def run_batches(step, X, order, batch_size):
+    total = 0
+    for b in range(-(-len(order) // batch_size)):  # the state lives in step's closure
+        loss = step(order[b * batch_size : (b + 1) * batch_size])
+        total = total + loss
+    return total
+
+
 def lr_find(state, batches):
     with context():
         for xb, yb in batches:
@@ -198,11 +206,13 @@ def lr_find(state, batches):
     return state
 
 
-def not_a_batch_loop(state, layers):
+def not_training(state, layers, batch_size):
     for layer in layers:
         state = layer.update(state)
     for kind in (Dense, BatchNorm):
         state = kind(state)
+    for start in range(0, len(state), batch_size):
+        steps = count_steps(state[start : start + batch_size])
     return state
 """
 
@@ -222,11 +232,13 @@ def test_training_batch_loops_are_found_and_evaluation_loops_kept_apart(tmp_path
         ("compiled_epoch", "for"),
         ("compiled_epoch", "if"),
         ("lr_find", "for"),
+        ("run_batches", "for"),
     ]
     evaluation = [(lp["function"], lp["kind"]) for lp in found["evaluation"]]
     assert sorted(evaluation) == [
         ("Trainer.evaluate", "for"),
         ("Trainer.outputs", "comprehension"),
+        ("not_training", "for"),  # batches, but count_steps is no step
     ]
 
 

@@ -50,10 +50,12 @@ Minibatch loops
     - take a batch: slice with a computed bound (``order[start:stop]``,
       ``idx[i * b : (i + 1) * b]``), or iterate over an expression naming a
       batch (``range(n_batches)``, ``batches(order)``); and
-    - carry a training state through a call: ``state, out = step(state, ...)``,
-      an assignment whose targets include a name passed to the call.
+    - train: call a step (a function named ``step`` or ``..._step``, as in
+      ``step(batch)`` or ``self.train_step(...)``), or carry a state through a call
+      (``params, slots = compiled(params, slots, ...)``: an assignment whose
+      targets include a name passed to the call).
 
-    Loops that take batches without carrying a state (evaluation, prediction,
+    Loops that take batches without training (evaluation, prediction, and
     comprehensions over ``range(0, n, batch_size)``) are counted apart.
 """
 
@@ -327,6 +329,16 @@ def _carries_state(node: ast.AST) -> bool:
 _BATCH_WORD = re.compile(r"(?:^|_)batch(?:es)?(?:_|$)")  # n_batches, batch_size; not BatchNorm
 
 
+_STEP_WORD = re.compile(r"(?:^|_)step(?:_|$)")  # step, train_step, step_fn; not steps
+
+
+def _trains(node: ast.AST) -> bool:
+    """A call of a step, or an assignment that carries a state through a call."""
+    return _carries_state(node) or (
+        isinstance(node, ast.Call) and bool(_STEP_WORD.search(_callee(node)))
+    )
+
+
 def _names_a_batch(node: ast.AST) -> bool:
     return any(_BATCH_WORD.search(name) for name in _names(node))
 
@@ -358,7 +370,7 @@ def batch_loops(tree: ast.Module, path: str) -> dict[str, list[Loop]]:
             iterates = isinstance(node, (ast.For, ast.AsyncFor)) and _names_a_batch(node.iter)
             batch = iterates or any(_computed_slice(n) for n in own)
             kind = type(node).__name__.lower().replace("async", "")
-            if batch and any(_carries_state(n) for n in own):
+            if batch and any(_trains(n) for n in own):
                 found["training"].append(Loop(path, node.lineno, function, kind))
             elif iterates and kind != "if" and any(_computed_slice(n) for n in own):
                 found["evaluation"].append(Loop(path, node.lineno, function, kind))
