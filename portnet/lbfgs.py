@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace_of, to_host
-from .sync_free import dot
+from .backends.ops import ops_for
 
 #: SciPy's default ``factr`` times float64's machine epsilon.
 FTOL_FLOAT64 = 1e7 * float(np.finfo(np.float64).eps)
@@ -120,81 +120,135 @@ def minimize_lbfgs(
     if ftol is None:
         ftol = FTOL_FLOAT64 if x0.dtype == xp.float64 else FTOL_FLOAT32
     resolution = 10 * float(xp.finfo(x0.dtype).eps)
-    counter = {"n_fun": 0}
-
-    def evaluate(x, d, g_old=None):
-        """The point ``x`` with its slope along ``d`` (and ``g_old``'s): one read."""
-        f, g = fun_and_grad(x)
-        counter["n_fun"] += 1
-        values = [f, dot(xp, g, d), xp.max(xp.abs(g))]
-        if g_old is not None:
-            values.append(dot(xp, g_old, d))
-        host = [float(v) for v in to_host(xp.stack(values))]
-        return _Point(x, g, host[0], host[2]), host[1], (host[3] if g_old is not None else None)
-
-    f0, g0 = fun_and_grad(x0)
-    counter["n_fun"] += 1
-    f_host, g_max, g_square = (
-        float(v) for v in to_host(xp.stack([f0, xp.max(xp.abs(g0)), dot(xp, g0, g0)]))
-    )
-    point = _Point(x0, g0, f_host, g_max)
-    pairs: list[tuple[Any, Any, float]] = []
-    gamma = None
+    evaluate = _Evaluations(fun_and_grad, ops_for(xp))
+    point, g_square = evaluate.start(x0)
+    model = _CurvatureModel(evaluate.ops, memory)
     history: list[float] = []
     n_iter = 0
 
     def finish(status: int, message: str) -> LBFGSResult:
-        return LBFGSResult(point.x, point.f, n_iter, counter["n_fun"], status, message, history)
+        return LBFGSResult(point.x, point.f, n_iter, evaluate.count, status, message, history)
 
     if not math.isfinite(point.f):
         return finish(2, f"the function is {point.f} at the starting point")
     if point.g_max <= gtol:
-        return finish(0, "converged: the largest gradient entry is at most gtol")
+        return finish(0, _GTOL_MESSAGE)
     first_step = 1.0 / math.sqrt(g_square)
     while True:
-        d = -_two_loop(xp, point.g, pairs, gamma)
+        d = model.direction(point.g)
         step = first_step if n_iter == 0 else 1.0  # SciPy: 1/|g| on the first iteration only
         found, slope0 = _line_search(evaluate, point, d, step, max_line_search)
         if found is None:
             if slope0 is not None and -slope0 <= resolution * max(abs(point.f), 1.0):
                 # Even a full step would lower f by less than its rounding: done.
                 return finish(0, "converged: f cannot decrease at this floating precision")
-            if not pairs:
+            if not model.pairs:
                 return finish(2, "the line search found no step that lowers f enough")
-            pairs, gamma = [], None  # a stale curvature model: start again from -g
+            model.forget()  # a stale curvature model: start again from -g
             continue
         new, slope_new, slope_old, alpha = found
         n_iter += 1
-        y = new.g - point.g
-        sy = alpha * (slope_new - slope_old)
-        # SciPy's test: keep the pair only where the curvature is clearly positive.
-        if sy > float(np.finfo(np.float64).eps) * (-alpha * slope_old):
-            pairs = [*pairs[-(memory - 1) :], (new.x - point.x, y, 1.0 / sy)]
-            gamma = sy / dot(xp, y, y)
+        model.learn(point, new, alpha * (slope_new - slope_old), -alpha * slope_old)
         f_old, point = point.f, new
         history.append(point.f)
         if callback is not None:
             callback(n_iter, point.f)
-        if n_iter >= max_iter:
-            return finish(1, f"stopped: {n_iter} iterations, the max_iter limit")
-        if counter["n_fun"] > max_fun:
-            return finish(1, f"stopped: {counter['n_fun']} evaluations, over the max_fun limit")
-        if point.g_max <= gtol:
-            return finish(0, "converged: the largest gradient entry is at most gtol")
-        if (f_old - point.f) <= ftol * max(abs(f_old), abs(point.f), 1.0):
-            return finish(0, "converged: the relative decrease of f is at most ftol")
+        stop = _stop_reason(n_iter, evaluate.count, point, f_old, max_iter, max_fun, gtol, ftol)
+        if stop is not None:
+            return finish(*stop)
 
 
-def _two_loop(xp: Any, g: Any, pairs: list[tuple[Any, Any, float]], gamma: Any) -> Any:
+_GTOL_MESSAGE = "converged: the largest gradient entry is at most gtol"
+
+
+def _stop_reason(
+    n_iter: int,
+    n_fun: int,
+    point: _Point,
+    f_old: float,
+    max_iter: int,
+    max_fun: int,
+    gtol: float,
+    ftol: float,
+) -> tuple[int, str] | None:
+    """``(status, message)`` when an iteration ends the run, else ``None``; the
+    tests in SciPy's order."""
+    if n_iter >= max_iter:
+        return 1, f"stopped: {n_iter} iterations, the max_iter limit"
+    if n_fun > max_fun:
+        return 1, f"stopped: {n_fun} evaluations, over the max_fun limit"
+    if point.g_max <= gtol:
+        return 0, _GTOL_MESSAGE
+    if (f_old - point.f) <= ftol * max(abs(f_old), abs(point.f), 1.0):
+        return 0, "converged: the relative decrease of f is at most ftol"
+    return None
+
+
+class _Evaluations:
+    """``fun_and_grad`` with its evaluation count; each evaluation reads the host once."""
+
+    def __init__(self, fun_and_grad: Callable[[Any], tuple[Any, Any]], ops: Any) -> None:
+        self.fun_and_grad, self.ops, self.count = fun_and_grad, ops, 0
+
+    def start(self, x0: Any) -> tuple[_Point, float]:
+        """The starting point, and its squared gradient norm (for the first step)."""
+        xp = self.ops.xp
+        f0, g0 = self.fun_and_grad(x0)
+        self.count += 1
+        f, g_max, g_square = (
+            float(v) for v in to_host(xp.stack([f0, xp.max(xp.abs(g0)), self.ops.dot(g0, g0)]))
+        )
+        return _Point(x0, g0, f, g_max), g_square
+
+    def __call__(self, x: Any, d: Any, g_old: Any = None) -> tuple[_Point, float, float | None]:
+        """The point ``x`` with its slope along ``d`` (and ``g_old``'s)."""
+        xp, dot = self.ops.xp, self.ops.dot
+        f, g = self.fun_and_grad(x)
+        self.count += 1
+        values = [f, dot(g, d), xp.max(xp.abs(g))]
+        if g_old is not None:
+            values.append(dot(g_old, d))
+        host = [float(v) for v in to_host(xp.stack(values))]
+        return _Point(x, g, host[0], host[2]), host[1], (host[3] if g_old is not None else None)
+
+
+class _CurvatureModel:
+    """The inverse-Hessian model: the last ``memory`` pairs :math:`(s, y, 1/s^\top y)`
+    and the scaling :math:`\\gamma = s^\top y / y^\top y` of the newest."""
+
+    def __init__(self, ops: Any, memory: int) -> None:
+        self.ops, self.memory = ops, memory
+        self.pairs: list[tuple[Any, Any, float]] = []
+        self.gamma: Any = None
+
+    def direction(self, g: Any) -> Any:
+        """The search direction :math:`-H g`."""
+        return -_two_loop(self.ops, g, self.pairs, self.gamma)
+
+    def learn(self, old: _Point, new: _Point, sy: float, descent: float) -> None:
+        """Store the step from ``old`` to ``new``, whose :math:`s^\top y` is ``sy``,
+        where the curvature is clearly positive (SciPy's test, against the
+        ``descent`` :math:`-\alpha\\, g^\top d` along the step)."""
+        if sy > float(np.finfo(np.float64).eps) * descent:
+            y = new.g - old.g
+            self.pairs = [*self.pairs[-(self.memory - 1) :], (new.x - old.x, y, 1.0 / sy)]
+            self.gamma = sy / self.ops.dot(y, y)
+
+    def forget(self) -> None:
+        """Drop the pairs: the next direction is :math:`-g`."""
+        self.pairs, self.gamma = [], None
+
+
+def _two_loop(ops: Any, g: Any, pairs: list[tuple[Any, Any, float]], gamma: Any) -> Any:
     """H g for the inverse-Hessian model of the stored pairs (Algorithm 7.4)."""
     q, alphas = g, []
     for s, y, rho in reversed(pairs):
-        a = rho * dot(xp, s, q)
+        a = rho * ops.dot(s, q)
         q = q - a * y
         alphas.append(a)
     r = q if gamma is None else gamma * q
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        r = r + (a - rho * dot(xp, y, r)) * s
+        r = r + (a - rho * ops.dot(y, r)) * s
     return r
 
 
