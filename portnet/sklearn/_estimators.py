@@ -15,7 +15,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import sync_free
 from .._array import to_host
 from ..budget import inference_batch_size
 from ..core import copy_tree
@@ -149,7 +148,7 @@ class _BaseMLP(BaseEstimator):
 
     def _publish(self) -> None:
         """Expose the Dense layers' parameters as ``coefs_`` and ``intercepts_``."""
-        on_host = self._fitted_on == where(None) and self.model_.backend.name != "numpy"
+        on_host = self._fitted_on == where(None)
         self.coefs_, self.intercepts_ = dense_parameters(self.model_, on_host)
         self._published = (list(self.coefs_), list(self.intercepts_))
 
@@ -167,12 +166,12 @@ class _BaseMLP(BaseEstimator):
         with backend.device_scope():
             X_dev = features_on_device(X, backend, dtype)
             y_dev, stratify = self._device_targets(y)
-            weights = None
+            w_dev = None
             if sample_weight is not None:
-                weights = prepare_sample_weights(
+                w_dev = prepare_sample_weights(
                     backend, dtype, model.loss, y_dev, self.n_outputs_, to_host(sample_weight)
                 )
-        return TrainingData(X_dev, y_dev, weights, stratify)
+        return TrainingData(X_dev, y_dev, w_dev, stratify)
 
     def _dtype_name(self, X) -> str:
         if self.dtype is not None:
@@ -395,7 +394,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self.out_activation_ == "logistic":
             # sigma(z) < 1 for every z, but rounds to 1.0 from z ~ 37 (float64): keep the
             # largest float below 1 instead, so no logistic probability claims certainty.
-            proba = sync_free.minimum(xp, proba, 1.0 - float(xp.finfo(proba.dtype).eps) / 2)
+            proba = self.model_.backend.ops.minimum(
+                proba, 1.0 - float(xp.finfo(proba.dtype).eps) / 2
+            )
         if self.n_outputs_ == 1:  # binary: the logistic output is the second class's
             proba = xp.concat([1 - proba, proba], axis=1)
         return proba, where_to

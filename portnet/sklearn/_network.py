@@ -171,9 +171,15 @@ def set_dense_parameters(model: Model, coefs: list[Any], intercepts: list[Any]) 
 
 
 def dense_parameters(model: Model, on_host: bool) -> tuple[list[Any], list[Any]]:
-    """The Dense layers' weights and biases: the model's arrays, or host copies."""
+    """The Dense layers' weights and biases: the model's arrays, or (``on_host``)
+    host copies of those that are not NumPy arrays already."""
     params = model.state.params
     picked = [(params[i]["W"], params[i]["b"]) for i in dense_indices(model)]
     if on_host:
-        picked = [(model.backend.to_numpy(W), model.backend.to_numpy(b)) for W, b in picked]
+        picked = [(_host(model, W), _host(model, b)) for W, b in picked]
     return [W for W, _ in picked], [b for _, b in picked]
+
+
+def _host(model: Model, array: Any) -> Any:
+    """``array`` itself if it is a NumPy array already, else its host copy."""
+    return array if isinstance(array, np.ndarray) else model.backend.to_numpy(array)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
+import numpy as np
 import sklearn
 
 from ..backends import Backend, backend_of, get_backend
@@ -25,7 +25,7 @@ def dispatching() -> bool:
 
 def input_backend(X: Any) -> Backend | None:
     """The backend of a device input under dispatch (outputs go there); ``None``: NumPy."""
-    if not dispatching() or array_api_compat.is_numpy_array(X) or not hasattr(X, "shape"):
+    if not dispatching() or isinstance(X, np.ndarray | np.generic) or not hasattr(X, "shape"):
         return None
     if hasattr(X, "tocsr"):  # SciPy sparse: host data
         return None
