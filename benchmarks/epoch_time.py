@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
             "or small machine, repeat the run and compare the min columns."
         ),
     )
+    _add_what_to_time(parser)
+    _add_data_arguments(parser)
+    _add_output_arguments(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_what_to_time(parser: argparse.ArgumentParser) -> None:
+    """Workloads, batch sizes, epochs, repeats, implementations, device."""
     parser.add_argument(
         "--workload",
         action="append",
@@ -97,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
             "listed as skipped). Ratios to torch divide by the torch run on the same device"
         ),
     )
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training images: how many, which dataset, and --quick."""
     parser.add_argument(
         "--train-size",
         type=Number(low=1, integer=True).arg,
@@ -119,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
             "checks that everything runs, not speed (explicit flags still override)"
         ),
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the JSON, Markdown and PNG results go."""
     parser.add_argument(
         "--out",
         type=Path,
@@ -138,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write the JSON results (default <out>/<name>.json)",
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The process's settings, the same for every implementation: malloc, threads, seed."""
     parser.add_argument(
         "--default-malloc",
         action="store_true",
@@ -165,7 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the initial weights and shuffles (default 0)",
     )
-    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -123,64 +123,70 @@ def check_layer_gradients(
     """
     with backend.device_scope():
         f64 = _require_float64(backend)
-        xp = backend.xp
         rng = np.random.default_rng(seed)
         initial = layer.init(rng) if params is None else params
-        # A Sequential's parameters are a list of per-layer dicts: flatten to "i.key" names.
         nested = isinstance(initial, list)
-        flat = (
-            {f"{i}.{k}": v for i, layer_p in enumerate(initial) for k, v in layer_p.items()}
-            if nested
-            else dict(initial)
-        )
-        host_params = {k: to_host(v).astype(np.float64) for k, v in flat.items()}
+        host_params = {k: to_host(v).astype(np.float64) for k, v in _flatten(initial).items()}
         x_host = to_host(x).astype(np.float64)
-        ctx = Context(xp=xp, training=training, need_input_grad=True)
-        sublayers = layer.layers if nested else [layer]
-        state = {
-            (f"{i}.{k}" if nested else k)
-            for i, sub in enumerate(sublayers)
-            for k in sub.state_names
-        }
-
-        def to_device(p_h):
-            if not nested:
-                return {k: backend.asarray(v, f64) for k, v in p_h.items()}
-            tree = [{} for _ in initial]
-            for name, value in p_h.items():
-                i, key = name.split(".", 1)
-                tree[int(i)][key] = backend.asarray(value, f64)
-            return tree
+        ctx = Context(xp=backend.xp, training=training, need_input_grad=True)
 
         def run(x_h, p_h):
-            return layer.forward(to_device(p_h), backend.asarray(x_h, f64), ctx)
+            p = {k: backend.asarray(v, f64) for k, v in p_h.items()}
+            p = _unflatten(p, len(initial)) if nested else p
+            return layer.forward(p, backend.asarray(x_h, f64), ctx)
 
         y, backprop = run(x_host, host_params)
         r = rng.normal(size=tuple(y.shape))
         dx, grads = backprop(backend.asarray(r, f64))
-        if nested:
-            grads = {f"{i}.{k}": g for i, layer_g in enumerate(grads) for k, g in layer_g.items()}
+        grads = _flatten(grads)
+        state = _state_names(layer, nested)
+        checked = {k: backend.to_numpy(grads[k]) for k in host_params if k not in state}
 
         def objective(x_h, p_h):
             return float(np.sum(backend.to_numpy(run(x_h, p_h)[0]) * r))
 
-        errors = {
-            "x": relative_error(
-                backend.to_numpy(dx),
-                numerical_gradient(lambda v: objective(v, host_params), x_host, eps),
-            )
-        }
-        for key in host_params:
-            if key in state:
-                continue
+        return _layer_errors(objective, x_host, host_params, backend.to_numpy(dx), checked, eps)
 
-            def f(v, key=key):
-                return objective(x_host, {**host_params, key: v})
 
-            errors[key] = relative_error(
-                backend.to_numpy(grads[key]), numerical_gradient(f, host_params[key], eps)
-            )
-        return errors
+def _flatten(tree: dict | list[dict]) -> dict:
+    """A Sequential's list of per-layer dicts as one dict keyed ``"<layer index>.<name>"``."""
+    if isinstance(tree, list):
+        return {f"{i}.{k}": v for i, layer_p in enumerate(tree) for k, v in layer_p.items()}
+    return dict(tree)
+
+
+def _unflatten(flat: dict, n_layers: int) -> list[dict]:
+    """The inverse of :func:`_flatten` for a Sequential of ``n_layers`` layers."""
+    tree = [{} for _ in range(n_layers)]
+    for name, value in flat.items():
+        i, key = name.split(".", 1)
+        tree[int(i)][key] = value
+    return tree
+
+
+def _state_names(layer: Layer, nested: bool) -> set[str]:
+    """The (flattened) names of non-trainable state, which no check compares."""
+    sublayers = layer.layers if nested else [layer]
+    return {
+        (f"{i}.{k}" if nested else k) for i, sub in enumerate(sublayers) for k in sub.state_names
+    }
+
+
+def _layer_errors(objective, x_host, host_params, dx, grads, eps) -> dict[str, float]:
+    """Relative errors of backprop's ``dx`` and ``grads`` (host arrays) against
+    central differences of ``objective(x, params)``."""
+    errors = {
+        "x": relative_error(
+            dx, numerical_gradient(lambda v: objective(v, host_params), x_host, eps)
+        )
+    }
+    for key, grad in grads.items():
+
+        def f(v, key=key):
+            return objective(x_host, {**host_params, key: v})
+
+        errors[key] = relative_error(grad, numerical_gradient(f, host_params[key], eps))
+    return errors
 
 
 def gradient_check(
@@ -229,35 +235,14 @@ def gradient_check(
         )
         model64.set_weights(weights)
         X_dev, y_dev = model64.prepare_data(to_host(X).astype(np.float64), to_host(y))
-        trainer, xp = model64.trainer, backend.xp
+        trainer = model64.trainer
         host = [
             {k: np.array(v, dtype=np.float64) for k, v in layer.items()}
             for layer in weights[: len(trainer.layers)]
         ]
-        ctx = Context(xp=xp, training=False, need_input_grad=False)
-
-        def to_device(host_params):
-            return [{k: backend.asarray(v, "float64") for k, v in p.items()} for p in host_params]
-
-        def objective(host_params) -> float:
-            params = to_device(host_params)
-            outputs, _ = trainer.network.forward(params, X_dev, ctx)
-            loss = trainer.loss(outputs, y_dev)[0]
-            if trainer.regularizers:
-                loss = loss + trainer.penalty(xp, params, X_dev.shape[0])
-            return float(backend.to_numpy(loss))
-
-        _, _, grads, _ = trainer.loss_and_grads(to_device(host), X_dev, y_dev, ctx)
+        objective, grads = _training_loss(trainer, backend, host, X_dev, y_dev)
         if entries is None:
-            rng = np.random.default_rng(seed)
-            entries = []
-            layers = trainer.network.layers
-            for i, layer in enumerate(host):
-                for key, value in layer.items():
-                    if key in layers[i].state_names:
-                        continue
-                    for _ in range(n_per_param):
-                        entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
+            entries = _random_entries(host, trainer.network.layers, n_per_param, seed)
         rows = []
         for i, key, index in entries:
             analytic = backend.to_numpy(grads[i][key])[index]
@@ -270,6 +255,40 @@ def gradient_check(
             numeric = numerical_gradient(f, host[i][key], eps, indices=[index])[index]
             rows.append(GradientCheckRow(i, key, tuple(index), float(analytic), float(numeric)))
         return rows
+
+
+def _training_loss(trainer, backend, host: list[dict], X_dev, y_dev):
+    """The float64 training loss (data loss plus penalties) as a function of host
+    parameters, and backprop's gradients at ``host``."""
+    xp = backend.xp
+    ctx = Context(xp=xp, training=False, need_input_grad=False)
+
+    def to_device(host_params):
+        return [{k: backend.asarray(v, "float64") for k, v in p.items()} for p in host_params]
+
+    def objective(host_params) -> float:
+        params = to_device(host_params)
+        outputs, _ = trainer.network.forward(params, X_dev, ctx)
+        loss = trainer.loss(outputs, y_dev)[0]
+        if trainer.regularizers:
+            loss = loss + trainer.penalty(xp, params, X_dev.shape[0])
+        return float(backend.to_numpy(loss))
+
+    _, _, grads, _ = trainer.loss_and_grads(to_device(host), X_dev, y_dev, ctx)
+    return objective, grads
+
+
+def _random_entries(host: list[dict], layers, n_per_param: int, seed: int) -> list[tuple]:
+    """``n_per_param`` random ``(layer, param, index)`` of every trainable parameter."""
+    rng = np.random.default_rng(seed)
+    entries = []
+    for i, layer in enumerate(host):
+        for key, value in layer.items():
+            if key in layers[i].state_names:
+                continue
+            for _ in range(n_per_param):
+                entries.append((i, key, tuple(int(rng.integers(d)) for d in value.shape)))
+    return entries
 
 
 def format_gradient_table(
