@@ -8,6 +8,7 @@ exactly those curves, plus their spread across folds.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -120,17 +121,9 @@ def cross_validate(
     CVResult
         Curves of shape ``(k, epochs)`` with :meth:`CVResult.mean` and :meth:`CVResult.std`.
     """
-    import time
-
     # Folds index on the host; Model.fit moves each fold's subsets to the device once.
     X, y = to_host(X), to_host(y)
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise InputError(f"cross_validate expects X (N, D) and y (N,), got {X.shape} and {y.shape}")
-    fit_kwargs = dict(fit_kwargs or {})
-    for reserved in ("validation_data", "validation_split", "epochs", "batch_size"):
-        if reserved in fit_kwargs:
-            raise InputError(f"cross_validate sets {reserved!r} itself; remove it from fit_kwargs")
-    fit_kwargs.setdefault("verbose", 0)
+    fit_kwargs = _check_inputs(X, y, fit_kwargs)
     start = time.perf_counter()
     labels = y.astype(np.int64) if stratify else None
     folds = list(kfold_indices(int(X.shape[0]), int(k), seed=seed, y=labels))
@@ -146,7 +139,7 @@ def cross_validate(
             validation_data=(X[val_idx], y[val_idx]),
             **fit_kwargs,
         )
-        for key in _CURVES:
+        for key in _CURVES:  # a fold stopped early leaves NaN after its last epoch
             values = history.history[key]
             curves[key][fold, : len(values)] = values
         histories.append(history)
@@ -155,3 +148,16 @@ def cross_validate(
         if on_fold_end is not None:
             on_fold_end(fold, history)
     return CVResult(curves, models, histories, folds, time.perf_counter() - start)
+
+
+def _check_inputs(X: np.ndarray, y: np.ndarray, fit_kwargs: Mapping[str, Any] | None) -> dict:
+    """Refuse data of the wrong shape and fit arguments that cross_validate sets;
+    return the fit arguments, quiet unless ``verbose`` is given."""
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise InputError(f"cross_validate expects X (N, D) and y (N,), got {X.shape} and {y.shape}")
+    fit_kwargs = dict(fit_kwargs or {})
+    for reserved in ("validation_data", "validation_split", "epochs", "batch_size"):
+        if reserved in fit_kwargs:
+            raise InputError(f"cross_validate sets {reserved!r} itself; remove it from fit_kwargs")
+    fit_kwargs.setdefault("verbose", 0)
+    return fit_kwargs

@@ -131,28 +131,8 @@ def prepare_data(
     y_test_all = ds.y_test.astype(np.int64)
     rows = _subset(y_all, train_size, seed, "train_size")
     test_rows = _subset(y_test_all, test_size, seed, "test_size")
-    val_rows = None
-    if val_size is not None:
-        if isinstance(val_size, bool) or not isinstance(val_size, int | np.integer):
-            raise ConfigError(f"val_size must be a whole number, got {val_size!r}")
-        if not 0 < val_size < len(rows):
-            raise ConfigError(
-                f"val_size={val_size} must be between 1 and the {len(rows)} training images - 1"
-            )
-        val_fraction = val_size / len(rows)
-    if val_fraction:
-        train_part, val_part = stratified_split(y_all[rows], float(val_fraction), seed=seed)
-        rows, val_rows = rows[train_part], rows[val_part]
-    X = scale_images(ds.X_train[rows])
-    X_val = scale_images(ds.X_train[val_rows]) if val_rows is not None else None
-    X_test = scale_images(ds.X_test[test_rows])
-    stats: dict[str, np.ndarray] = {}
-    if normalize == "feature":
-        scaler = StandardScaler().fit(X)
-        stats = {"mean": scaler.mean_, "scale": scaler.scale_}
-    X, X_val, X_test = (
-        None if part is None else _normalize(part, normalize, stats) for part in (X, X_val, X_test)
-    )
+    rows, val_rows = _hold_out(y_all, rows, val_fraction, val_size, seed)
+    X, X_val, X_test, stats = _images(ds, (rows, val_rows, test_rows), normalize)
     return PreparedData(
         X=X,
         y=y_all[rows],
@@ -167,6 +147,41 @@ def prepare_data(
         val_rows=val_rows,
         test_rows=test_rows,
     )
+
+
+def _hold_out(
+    y: np.ndarray, rows: np.ndarray, val_fraction: float | None, val_size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``rows`` split, stratified, into training and validation rows (None: no split)."""
+    if val_size is not None:
+        if isinstance(val_size, bool) or not isinstance(val_size, int | np.integer):
+            raise ConfigError(f"val_size must be a whole number, got {val_size!r}")
+        if not 0 < val_size < len(rows):
+            raise ConfigError(
+                f"val_size={val_size} must be between 1 and the {len(rows)} training images - 1"
+            )
+        val_fraction = val_size / len(rows)
+    if not val_fraction:
+        return rows, None
+    train_part, val_part = stratified_split(y[rows], float(val_fraction), seed=seed)
+    return rows[train_part], rows[val_part]
+
+
+def _images(ds: Dataset, parts: tuple, normalize: str) -> tuple:
+    """The training, validation (or None) and test images of ``parts``' rows,
+    normalised, and the statistics (from the training images) that did it."""
+    rows, val_rows, test_rows = parts
+    X = scale_images(ds.X_train[rows])
+    X_val = scale_images(ds.X_train[val_rows]) if val_rows is not None else None
+    X_test = scale_images(ds.X_test[test_rows])
+    stats: dict[str, np.ndarray] = {}
+    if normalize == "feature":
+        scaler = StandardScaler().fit(X)
+        stats = {"mean": scaler.mean_, "scale": scaler.scale_}
+    X, X_val, X_test = (
+        None if part is None else _normalize(part, normalize, stats) for part in (X, X_val, X_test)
+    )
+    return X, X_val, X_test, stats
 
 
 def _normalize(X: np.ndarray, normalize: str, stats: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -256,19 +256,12 @@ def load_dataset(
         return _load_sample(key)
     spec = DATASETS[key]
     folders = _search_path(spec, data_dir)
-
     report = []
     for folder, why in folders:
         found, missing = _find_files(folder, spec)
         if not missing:
             return _load_folder(folder, found, spec)
-        if not folder.is_dir():
-            state = "no such folder"
-        elif found:
-            state = f"has {len(found)} of 4 files, missing {', '.join(missing)}"
-        else:
-            state = "none of the files"
-        report.append(f"  - {folder} ({why}): {state}")
+        report.append(f"  - {folder} ({why}): {_folder_state(folder, found, missing)}")
 
     # Downloads go where the user pointed (data_dir, $PORTNET_DATA_DIR) or else to
     # the user cache; never into a system folder.
@@ -277,19 +270,35 @@ def load_dataset(
     if not download:
         note = "Download was not attempted (download=False)."
     else:
-        _, missing = _find_files(target, spec)
-        try:
-            _download(spec, target, missing)
-        except ImportError as exc:
-            note = (
-                f"Download was not attempted: pooch is not installed or cannot be "
-                f"imported ({exc}); pip install pooch."
-            )
-        except Exception as exc:  # offline, refused, bad hash...
-            note = f"Download into {target} failed: {exc}"
-        else:
-            found, missing = _find_files(target, spec)
-            if not missing:
-                return _load_folder(target, found, spec)
-            note = f"Download into {target} left files missing: {', '.join(missing)}"
+        note = _try_download(spec, target)
+        if note is None:
+            return _load_folder(target, _find_files(target, spec)[0], spec)
     raise _not_found(spec, report, note, target)
+
+
+def _folder_state(folder: Path, found: dict[str, Path], missing: list[str]) -> str:
+    """What a searched folder holds, for the not-found message."""
+    if not folder.is_dir():
+        return "no such folder"
+    if found:
+        return f"has {len(found)} of 4 files, missing {', '.join(missing)}"
+    return "none of the files"
+
+
+def _try_download(spec: DatasetSpec, target: Path) -> str | None:
+    """Download the missing files into ``target``: None when all four are then
+    there, else why not (for the not-found message)."""
+    _, missing = _find_files(target, spec)
+    try:
+        _download(spec, target, missing)
+    except ImportError as exc:
+        return (
+            f"Download was not attempted: pooch is not installed or cannot be "
+            f"imported ({exc}); pip install pooch."
+        )
+    except Exception as exc:  # offline, refused, bad hash...
+        return f"Download into {target} failed: {exc}"
+    _, missing = _find_files(target, spec)
+    if missing:
+        return f"Download into {target} left files missing: {', '.join(missing)}"
+    return None
