@@ -33,9 +33,9 @@ class RandomFlip(Layer):
     -----
     Written with ``flip`` and ``where`` from the Array API: no indexing by a
     boolean mask, so it runs unchanged on every backend. In inference
-    (``ctx.training`` false) the layer returns its input, or mirrors every image when
-    ``ctx.mirror`` asks for the second view of test-time flip averaging
-    (``Model(test_time_flip=True)``).
+    (``ctx.training`` false) the layer returns its input, or flips every image in
+    test-time flipping's flipped pass (``ctx.test_time_flip``, from
+    ``Model(test_time_flip=True)``).
     """
 
     def __init__(self, probability: float = 0.5):
@@ -45,7 +45,7 @@ class RandomFlip(Layer):
 
     def forward(self, params, x, ctx):
         if not ctx.training:
-            if ctx.mirror:
+            if ctx.test_time_flip:
                 xp = ctx.xp
                 return xp.flip(x, axis=-1), lambda dy: (xp.flip(dy, axis=-1), {})
             return x, lambda dy: (dy, {})

@@ -11,6 +11,7 @@ doubled for elementwise temporaries, divide the budget (capped at
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -25,6 +26,10 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 MAX_INFERENCE_BATCH = 4096
 #: Headroom for the short-lived temporaries of elementwise maths inside a layer.
 TEMPORARIES_FACTOR = 2
+
+# Peak bytes per sample by network: its layers fix every shape, so the figure for
+# a (sample shape, dtype) holds for the network's life, whatever its weights.
+_BYTES_PER_SAMPLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inference_bytes_per_sample(model, sample_shape: tuple[int, ...]) -> int:
@@ -65,8 +70,8 @@ def inference_batch_size(
     budget = model.memory_budget if memory_budget is None else memory_budget
     budget = check_number("memory_budget", budget, low=1, integer=True)
     key = (tuple(sample_shape), model.dtype_name)
-    cache = model.__dict__.setdefault("_bytes_per_sample", {})
-    if key not in cache:  # shapes do not change with the weights: one probe per model
+    cache = _BYTES_PER_SAMPLE.setdefault(model.network, {})
+    if key not in cache:  # one probe per network, sample shape and dtype
         cache[key] = inference_bytes_per_sample(model, sample_shape)
     return int(np.clip(budget // cache[key], 1, MAX_INFERENCE_BATCH))
 

@@ -30,7 +30,7 @@ import time
 import weakref
 from typing import Any
 
-from .core import Trainer, TrainState, epoch_order
+from .core import Batch, Trainer, TrainState, epoch_order, run_batches
 from .errors import ConfigError, PortnetError
 from .layers import RandomStream
 
@@ -41,7 +41,7 @@ class CompileError(PortnetError, RuntimeError):
 
 def check_compilable(backend: Any) -> None:
     """Raise :class:`ConfigError` unless ``backend`` can compile the training step."""
-    if backend.name != "jax":
+    if not backend.ops.can_compile:
         raise ConfigError(
             f"compile=True compiles the training step with jax.jit, so it needs the jax "
             f"backend; this model is on {backend.name}. Use --backend jax, or drop --compile."
@@ -68,13 +68,13 @@ class CompiledStep:
         def step(params, slots, t, key, X, y, w, idx, lr):
             xp = backend.xp
             xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
-            wb = None if w is None else xp.take(w, idx, axis=0)
+            wb = None if w is None else xp.take(w, idx, axis=0)  # the batch's sample weights
             key, step_key = jax.random.split(key)
             random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
             ctx = trainer.training_context(xp, random)
             opt = {"t": t, "slots": slots, "decay_mask": decay_mask, "frozen": frozen}
             state, (loss, correct) = trainer.train_step(
-                TrainState(params, opt), xb, yb, ctx=ctx, lr=lr, wb=wb
+                TrainState(params, opt), xb, yb, ctx=ctx, lr=lr, sample_weight=wb
             )
             opt = state.opt_state
             return state.params, opt["slots"], opt["t"], key, loss, correct
@@ -168,43 +168,46 @@ def train_epoch_compiled(
     backend: Any,
     shuffle: bool = True,
     on_batch_end=None,
-    weights: Any = None,
+    sample_weight: Any = None,
 ) -> tuple[TrainState, Any, Any]:
-    """:meth:`Trainer.train_epoch` with full batches through the jitted step."""
+    """:meth:`Trainer.train_epoch` with full batches through the jitted step.
+
+    The last, smaller batch runs eagerly, so the program keeps its shapes.
+    """
     jax, xp = backend.jax, backend.xp
-    n = X.shape[0]
-    order, dropout_seed = epoch_order(state, n, backend, shuffle)
+    order, dropout_seed = epoch_order(state, X.shape[0], backend, shuffle)
     lr = trainer.optimizer.lr_at(state.epoch)
-    key = jax.random.key(dropout_seed)  # the carried key, split at every step
-    params, slots = state.params, state.opt_state["slots"]
-    t0 = int(state.opt_state["t"])
-    t = xp.asarray(t0, dtype=xp.int64)
-    loss_sum = xp.zeros((), dtype=X.dtype)
-    correct_sum = xp.zeros((), dtype=X.dtype)
-    n_full, n_batches = n // batch_size, -(-n // batch_size)
     lr_device = xp.asarray(lr, dtype=X.dtype)
-    for b in range(n_full):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        params, slots, t, key, loss, correct = compiled(
-            params, slots, t, key, X, y, weights, idx, lr_device
-        )
-        loss_sum = loss_sum + loss * float(batch_size)
-        correct_sum = correct_sum + correct
-        if on_batch_end is not None:
-            on_batch_end(b, n_batches)
-    state = state.replace(
-        params=params, opt_state={**state.opt_state, "slots": slots, "t": t0 + n_full}
-    )
-    if n_full < n_batches:  # the last, smaller batch: eagerly, so the program keeps its shapes
-        idx = order[n_full * batch_size :]
+    t0 = int(state.opt_state["t"])
+    # What the jitted step carries from batch to batch; the key is split at every step.
+    params, slots = state.params, state.opt_state["slots"]
+    t, key = xp.asarray(t0, dtype=xp.int64), jax.random.key(dropout_seed)
+    n_full = 0
+
+    def carried() -> TrainState:
+        opt_state = {**state.opt_state, "slots": slots, "t": t0 + n_full}
+        return state.replace(params=params, opt_state=opt_state)
+
+    def step(batch: Batch) -> tuple[Any, Any]:
+        nonlocal params, slots, t, key, n_full, state
+        if batch.size == batch_size:
+            params, slots, t, key, loss, correct = compiled(
+                params, slots, t, key, X, y, sample_weight, batch.idx, lr_device
+            )
+            n_full += 1
+            return loss, correct
+        state = carried()
         _, step_key = jax.random.split(key)
         random = RandomStream(backend, 0, generator=backend.key_stream(step_key))
         ctx = trainer.training_context(xp, random)
-        xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)
-        wb = None if weights is None else xp.take(weights, idx, axis=0)
-        state, (loss, correct) = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr, wb=wb)
-        loss_sum = loss_sum + loss * float(idx.shape[0])
-        correct_sum = correct_sum + correct
-        if on_batch_end is not None:
-            on_batch_end(n_full, n_batches)
+        xb, yb, wb = batch.arrays()
+        state, out = trainer.train_step(state, xb, yb, ctx=ctx, lr=lr, sample_weight=wb)
+        params, slots = state.params, state.opt_state["slots"]
+        return out
+
+    loss_sum, correct_sum = run_batches(
+        step, X, y, order, batch_size, sample_weight=sample_weight, on_batch_end=on_batch_end
+    )
+    if X.shape[0] % batch_size == 0:  # no eager batch: the state is what the program carried
+        state = carried()
     return state.replace(epoch=state.epoch + 1), loss_sum, correct_sum

@@ -12,13 +12,14 @@ states::
                                                         backend=backend)
 
 :class:`portnet.Model` is a façade over one state; :func:`portnet.train.fit_loop`
-is a loop over :meth:`Trainer.train_epoch`. Nothing here reads the host: per epoch
-the host makes exactly two transfers (the shuffled index permutation goes to the
-device, and the caller reads the epoch's stacked sums once), so on a GPU the step
-never waits for the host.
+is a loop over :meth:`Trainer.train_epoch`. :func:`run_batches` is the one
+minibatch loop: eager epochs, the compiled path and ``lr_find`` pass it their step.
+Nothing here reads the host: per epoch the host makes exactly two transfers (the
+shuffled index permutation goes to the device, and the caller reads the epoch's
+stacked sums once), so on a GPU the step never waits for the host.
 
 On NumPy, CuPy and torch the step updates parameters and optimizer buffers in
-place (see :mod:`portnet.inplace`): the state passed in is *donated*, as with
+place (see :class:`~portnet.backends.ops.Ops`): the state passed in is *donated*, as with
 ``jax.jit(..., donate_argnums=...)``, and must not be used again. Elsewhere the
 step is pure and the state passed in is left as it was.
 """
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ._array import Tree, tree_map, xp_of
-from .inplace import UPDATES
+from .backends.ops import ops_for
 from .layers import Context, Layer, RandomStream
 from .losses import Loss
 from .optim import Optimizer
@@ -98,6 +99,67 @@ def copy_tree(params: Tree) -> Tree:
     return tree_map(lambda p: xp_of(p).asarray(p, copy=True), params)
 
 
+class Batch:
+    """Minibatch ``number`` of an epoch: rows ``order[start:stop]`` of its data.
+
+    :attr:`idx` is the rows' index on the device; :meth:`arrays` gathers them
+    (a jitted step that gathers inside its program reads only :attr:`idx`).
+    """
+
+    __slots__ = ("number", "start", "stop", "idx", "_data")
+
+    def __init__(self, number: int, start: int, stop: int, idx: Any, data: tuple) -> None:
+        self.number, self.start, self.stop, self.idx, self._data = number, start, stop, idx, data
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def arrays(self) -> tuple[Any, Any, Any]:
+        """``(xb, yb, sample_weight)`` on the device; the weights ``None`` without any."""
+        X, y, sample_weight = self._data
+        xp = xp_of(y)  # not X's: X may be HostRows
+        if isinstance(X, HostRows):  # made dense and uploaded here, in X's own order
+            xb = X.batch(self.start, self.stop)
+        else:
+            xb = xp.take(X, self.idx, axis=0)
+        wb = None if sample_weight is None else xp.take(sample_weight, self.idx, axis=0)
+        return xb, xp.take(y, self.idx, axis=0), wb
+
+
+def run_batches(
+    step: Callable[[Batch], tuple[Any, Any]],
+    X: Any,
+    y: Any,
+    order: Any,
+    batch_size: int,
+    *,
+    sample_weight: Any = None,
+    on_batch_end: Callable[[int, int], None] | None = None,
+) -> tuple[Any, Any]:
+    """The minibatch loop: ``step(batch) -> (loss, correct)`` over ``order`` in batches.
+
+    Eager training, the compiled path and :func:`~portnet.lr_range.lr_find` each
+    supply their own step. Returns the summed (loss x batch size) and correct
+    count as 0-d device arrays: nothing is read on the host.
+    """
+    xp = xp_of(y)
+    loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+    correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
+    n = order.shape[0]
+    n_batches = -(-n // batch_size)
+    data = (X, y, sample_weight)
+    for b in range(n_batches):
+        # Slice stops are clamped: the standard leaves out-of-bounds stops unspecified.
+        start, stop = b * batch_size, min((b + 1) * batch_size, n)
+        loss, correct = step(Batch(b, start, stop, order[start:stop], data))
+        loss_sum = loss_sum + loss * float(stop - start)
+        correct_sum = correct_sum + correct
+        if on_batch_end is not None:
+            on_batch_end(b, n_batches)
+    return loss_sum, correct_sum
+
+
 @dataclasses.dataclass
 class Trainer:
     """What a training step needs besides the state and the batch.
@@ -105,15 +167,16 @@ class Trainer:
     Parameters
     ----------
     network : Layer
-        The trainable network (a model's fused output activation is left out: the
-        loss applies it).
+        The trained network, one layer per layer of the model's: an output
+        activation the loss fuses is an :class:`~portnet.Identity` here (the loss
+        applies it).
     loss : Loss
     optimizer : Optimizer
     regularizers : sequence of Regularizer
         Penalties on the layers' ``weight_names``.
     test_time_flip : bool
-        Inference averages the predictions for each input and for its mirror image
-        (the network's RandomFlip layers mirror every image in the second pass).
+        Inference averages the predictions for each input and for its flipped image
+        (the network's RandomFlip layers flip every image in a second pass).
     loss_includes_penalty : bool
         Report each step's loss with the penalties added, as scikit-learn's ``loss_``
         does; by default the reported loss is the data's alone.
@@ -149,7 +212,7 @@ class Trainer:
             random=random,
             need_input_grad=False,
             check_inputs=False,
-            inplace=self.optimizer.updates_for(xp).inplace,
+            ops=self.optimizer.ops_for(xp),
         )
 
     # -- one step ---------------------------------------------------------------
@@ -160,17 +223,17 @@ class Trainer:
         yb: Any,
         ctx: Context,
         grad_scale: Any = 1.0,
-        wb: Any = None,
+        sample_weight: Any = None,
         *,
         regularize: bool = True,
-        batch_weight: Any = None,
+        weight_sum: Any = None,
     ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
         """Forward, loss, backprop and penalty gradients for one batch.
 
-        ``wb``, optional, weighs the batch's samples (see :class:`~portnet.losses.Loss`).
-        ``regularize=False`` leaves the penalties out; ``batch_weight`` is what
-        per-sample penalties are divided by (by default the batch's total sample
-        weight: its size without ``wb``). A full-batch objective summed over
+        ``sample_weight``, optional, weighs the batch's samples (see
+        :class:`~portnet.losses.Loss`). ``regularize=False`` leaves the penalties out;
+        per-sample penalties are divided by ``weight_sum`` (by default the batch's
+        total sample weight: its size without ``sample_weight``). A full-batch objective summed over
         chunks regularizes once, with the whole data set's weight.
 
         Returns
@@ -186,16 +249,16 @@ class Trainer:
         """
         xp = ctx.xp
         outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
-        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, weights=wb)
+        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, sample_weight=sample_weight)
         correct = self.loss.count_correct(xp, outputs, yb)
         _, grads = backprop(d_outputs)
         if regularize and self.regularizers:
-            if batch_weight is None:
-                batch_weight = xb.shape[0] if wb is None else xp.sum(wb)
+            if weight_sum is None:
+                weight_sum = xb.shape[0] if sample_weight is None else xp.sum(sample_weight)
             if self.loss_includes_penalty:  # before the update: the weights this loss saw
-                loss = loss + self.penalty(xp, params, batch_weight)
+                loss = loss + self.penalty(xp, params, weight_sum)
             grads = self.add_penalty_grads(
-                xp, params, grads, grad_scale, batch_weight, inplace=ctx.inplace and ctx.training
+                xp, params, grads, grad_scale, weight_sum, inplace=ctx.ops.inplace and ctx.training
             )
         return loss, correct, grads, state_updates
 
@@ -207,12 +270,12 @@ class Trainer:
         *,
         ctx: Context,
         lr: Any = None,
-        wb: Any = None,
+        sample_weight: Any = None,
     ) -> tuple[TrainState, tuple[Any, Any]]:
         """One minibatch step: ``(state, (loss, correct))``; no host synchronisation.
 
-        ``lr`` defaults to the schedule's rate for ``state.epoch``; ``wb`` are the
-        batch's sample weights (none by default). The loss returned is the weighted
+        ``lr`` defaults to the schedule's rate for ``state.epoch``; ``sample_weight``
+        weighs the batch's samples (none by default). The loss returned is the weighted
         mean when they are given.
         """
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
@@ -222,7 +285,7 @@ class Trainer:
         # its own 1/N, so the scaling costs no extra kernel either.
         scale = self.optimizer.gradient_scale(lr)
         loss, correct, grads, updates = self.loss_and_grads(
-            state.params, xb, yb, ctx, 1.0 if scale is None else scale, wb
+            state.params, xb, yb, ctx, 1.0 if scale is None else scale, sample_weight
         )
         params, opt_state = self.optimizer.update(
             state.params, grads, state.opt_state, lr, prescaled=scale is not None
@@ -236,36 +299,36 @@ class Trainer:
         params: Tree,
         grads: Tree,
         scale: Any = 1.0,
-        batch_weight: Any = 1,
+        weight_sum: Any = 1,
         inplace: bool = False,
     ) -> Tree:
         """``grads`` plus ``scale`` times the regularizers' gradients, on the weights;
-        per-sample regularizers' divided by ``batch_weight`` first. ``inplace``: add
+        per-sample regularizers' divided by ``weight_sum`` first. ``inplace``: add
         into the gradient arrays, which the caller owns (a step's fresh gradients)."""
-        u = UPDATES[inplace]
+        ops = ops_for(xp).with_inplace(inplace)
         for layer, p, g in zip(self.layers, params, grads, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
-                    factor = scale / batch_weight if reg.per_sample else scale
-                    blocks = u.blocks(xp, p[key], g[key])
+                    factor = scale / weight_sum if reg.per_sample else scale
+                    blocks = ops.blocks(p[key], g[key])
                     if blocks is None:
-                        g[key] = u.add(g[key], reg.gradient(xp, p[key], factor))
+                        g[key] = ops.add(g[key], reg.gradient(xp, p[key], factor))
                         continue
                     flat_p, flat_g = xp.reshape(p[key], (-1,)), xp.reshape(g[key], (-1,))
-                    for part in blocks:  # in place, block by block (Updates.blocks)
-                        u.add(flat_g[part], reg.gradient(xp, flat_p[part], factor))
+                    for part in blocks:  # in place, block by block (Ops.blocks)
+                        ops.add(flat_g[part], reg.gradient(xp, flat_p[part], factor))
         return grads
 
-    def penalty(self, xp: Any, params: Tree, batch_weight: Any = 1) -> Any:
+    def penalty(self, xp: Any, params: Tree, weight_sum: Any = 1) -> Any:
         """Total regularization penalty (0-d) of the weights, per-sample regularizers'
-        divided by ``batch_weight``; ``None`` without regularizers."""
+        divided by ``weight_sum``; ``None`` without regularizers."""
         total = None
         for layer, p in zip(self.layers, params, strict=True):
             for key in layer.weight_names:
                 for reg in self.regularizers:
                     value = reg.value(xp, p[key])
                     if reg.per_sample:
-                        value = value / batch_weight
+                        value = value / weight_sum
                     total = value if total is None else total + value
         return total
 
@@ -281,38 +344,27 @@ class Trainer:
         random: RandomStream | None,
         lr: float | None = None,
         on_batch_end: Callable[[int, int], None] | None = None,
-        weights: Any = None,
+        sample_weight: Any = None,
     ) -> tuple[TrainState, Any, Any]:
-        """Train one epoch over ``X[order]`` in minibatches; sums stay on the device.
+        """Train one epoch over ``X[order]`` in minibatches (:func:`run_batches`).
 
         ``X`` may be :class:`~portnet.rows.HostRows` bound to the same order (host
-        rows uploaded batch by batch). ``weights``, optional, are per-sample
-        weights ``(N,)`` on the device.
-        Returns the state (``epoch`` advanced by one), the summed (loss x batch
-        size) and the summed correct count, as 0-d device arrays.
+        rows uploaded batch by batch). ``sample_weight``, optional, is ``(N,)`` on
+        the device. Returns the state (``epoch`` advanced by one), the summed
+        (loss x batch size) and the summed correct count, as 0-d device arrays.
         """
-        xp = xp_of(y)  # not X's: X may be HostRows
-        n = order.shape[0]
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
-        ctx = self.training_context(xp, random)
-        loss_sum = xp.zeros((), dtype=X.dtype, device=X.device)
-        correct_sum = xp.zeros((), dtype=X.dtype, device=X.device)
-        n_batches = -(-n // batch_size)
-        for b in range(n_batches):
-            # Slice stops are clamped: the standard leaves out-of-bounds stops unspecified.
-            start, stop = b * batch_size, min((b + 1) * batch_size, n)
-            idx = order[start:stop]
-            if isinstance(X, HostRows):  # made dense and uploaded here, in X's own order
-                xb = X.batch(start, stop)
-            else:
-                xb = xp.take(X, idx, axis=0)
-            yb = xp.take(y, idx, axis=0)
-            wb = None if weights is None else xp.take(weights, idx, axis=0)
-            state, (loss, correct) = self.train_step(state, xb, yb, ctx=ctx, lr=lr, wb=wb)
-            loss_sum = loss_sum + loss * float(idx.shape[0])
-            correct_sum = correct_sum + correct
-            if on_batch_end is not None:
-                on_batch_end(b, n_batches)
+        ctx = self.training_context(xp_of(y), random)  # not X's: X may be HostRows
+
+        def step(batch: Batch) -> tuple[Any, Any]:
+            nonlocal state
+            xb, yb, wb = batch.arrays()
+            state, out = self.train_step(state, xb, yb, ctx=ctx, lr=lr, sample_weight=wb)
+            return out
+
+        loss_sum, correct_sum = run_batches(
+            step, X, y, order, batch_size, sample_weight=sample_weight, on_batch_end=on_batch_end
+        )
         return state.replace(epoch=state.epoch + 1), loss_sum, correct_sum
 
     def train_epoch(
@@ -325,7 +377,7 @@ class Trainer:
         backend: Any,
         shuffle: bool = True,
         on_batch_end: Callable[[int, int], None] | None = None,
-        weights: Any = None,
+        sample_weight: Any = None,
     ) -> tuple[TrainState, Any, Any]:
         """:meth:`run_epoch` with the epoch's own shuffling and dropout (:func:`epoch_seeds`).
 
@@ -341,13 +393,13 @@ class Trainer:
             order=order,
             random=RandomStream(backend, dropout_seed),
             on_batch_end=on_batch_end,
-            weights=weights,
+            sample_weight=sample_weight,
         )
 
     def inference_outputs(self, params: Tree, xb: Any, xp: Any = None) -> Any:
         """The network's outputs for one batch in inference mode (logits, before a fused
         activation). With :attr:`test_time_flip`, outputs whose predictions average
-        those for the batch and for its mirror images (:meth:`Loss.average_outputs`).
+        those for the batch and for its flipped images (:meth:`Loss.average_outputs`).
 
         ``xp`` defaults to the batch's namespace (the ONNX export passes ndonnx).
         """
@@ -358,8 +410,9 @@ class Trainer:
         outputs = self.network.forward(params, xb, ctx)[0]
         if not self.test_time_flip:
             return outputs
-        mirrored = self.network.forward(params, xb, dataclasses.replace(ctx, mirror=True))[0]
-        return self.loss.average_outputs(xp, outputs, mirrored)
+        flipped_ctx = dataclasses.replace(ctx, test_time_flip=True)
+        flipped = self.network.forward(params, xb, flipped_ctx)[0]
+        return self.loss.average_outputs(xp, outputs, flipped)
 
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
         """One batch in inference mode: its summed loss and correct count (0-d arrays)."""

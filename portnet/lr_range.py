@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .config import check_number
-from .core import copy_tree
+from .core import Batch, copy_tree, run_batches
 from .errors import ConfigError
 from .layers import RandomStream
 
@@ -149,14 +149,20 @@ def lr_find(
     state = trainer.init_state(copy_tree(model.state.params), seed=seed)
     ctx = trainer.training_context(xp, RandomStream(backend, seed))
     losses = []
+
+    def step(batch: Batch) -> tuple[Any, Any]:  # batch i at rate lrs[i]; its loss kept
+        nonlocal state
+        xb, yb, _ = batch.arrays()
+        state, (loss, correct) = trainer.train_step(
+            state, xb, yb, ctx=ctx, lr=float(lrs[batch.number])
+        )
+        losses.append(loss)
+        return loss, correct
+
     # The test drives the loss to overflow on purpose: NumPy's warnings about it
     # are expected here, not a sign of trouble.
     with backend.device_scope(), np.errstate(over="ignore", invalid="ignore"):
-        for i, lr in enumerate(lrs):
-            idx = order_dev[i * batch_size : (i + 1) * batch_size]
-            xb, yb = xp.take(X_dev, idx, axis=0), xp.take(y_dev, idx, axis=0)
-            state, (loss, _) = trainer.train_step(state, xb, yb, ctx=ctx, lr=float(lr))
-            losses.append(loss)
+        run_batches(step, X_dev, y_dev, order_dev[: steps * batch_size], batch_size)
         host = backend.to_numpy(xp.stack(losses)).astype(np.float64)  # the one host read
     return _result(lrs, host, smoothing, diverge)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._array import Tree
+from .activations import Identity
 from .backends import Backend, get_backend, on_backend_device
 from .budget import DEFAULT_MEMORY_BUDGET, inference_batch_size
 from .callbacks import Callback, History, ProgressLogger
@@ -25,6 +26,7 @@ from .regularizers import Regularizer, get_regularizers
 from .sample_weights import prepare_sample_weights
 from .train import fit_loop
 from .validation import (
+    check_chain,
     check_weight_structure,
     prepare_features,
     prepare_targets,
@@ -67,8 +69,8 @@ class Model:
         batch size follows from the layers' sizes (:mod:`portnet.budget`).
     test_time_flip : bool
         Predict (and evaluate, validation included) with the mean of the class
-        probabilities for each image and for its mirror image; the network's
-        :class:`~portnet.RandomFlip` layer makes the mirror images, so the network
+        probabilities for each image and for its flipped image; the network's
+        :class:`~portnet.RandomFlip` layer flips the images, so the network
         needs one. Costs a second inference pass; a model trained with random flips
         gains a few tenths of a percent of accuracy on Fashion-MNIST.
 
@@ -113,15 +115,16 @@ class Model:
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.memory_budget = check_number("memory_budget", memory_budget, low=1, integer=True)
         self.regularizers = list(regularizers) + get_regularizers(l1, l2)
-        # Fuse a final Softmax/Sigmoid into its cross-entropy: stable and cheaper.
-        self._fused = self.loss.fuses(self.network.layers[-1])
-        train_layers = self.network.layers[:-1] if self._fused else self.network.layers
-        if not train_layers:
-            raise ConfigError("the model has no layer before its output activation")
+        first = self.network.layers[0]
+        # Sample shapes whose way through the network is checked (check_chain).
+        self._checked_shapes: set[tuple[int, ...]] = set()
+        if hasattr(first, "n_in"):  # else checked against the data, at fit
+            check_chain(self.network.layers, (first.n_in,))
+            self._checked_shapes.add((first.n_in,))
         if test_time_flip:
             _check_test_time_flip(self.network, self.loss)
         self.trainer = Trainer(
-            Sequential(train_layers),
+            _trained_network(self.network, self.loss),
             self.loss,
             optimizer,
             self.regularizers,
@@ -129,7 +132,7 @@ class Model:
         )
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
-            params = weights_to_device(self.backend, self.dtype, host)[: len(train_layers)]
+            params = weights_to_device(self.backend, self.dtype, host)
             self.state: TrainState = self.trainer.init_state(params, seed=self.seed)
         self.stop_training = False
 
@@ -150,13 +153,12 @@ class Model:
 
     @property
     def params(self) -> Tree:
-        """The network's parameters on the device, one dict per layer (a fused output
-        activation, which has none, included): ``state.params`` plus that layer's ``{}``."""
-        return list(self.state.params) + ([{}] if self._fused else [])
+        """The network's parameters on the device, one dict per layer (``state.params``)."""
+        return self.state.params
 
     @property
     def test_time_flip(self) -> bool:
-        """Whether predictions average each image's and its mirror image's (the trainer's)."""
+        """Whether predictions average each image's and its flipped image's (the trainer's)."""
         return self.trainer.test_time_flip
 
     @property
@@ -185,12 +187,17 @@ class Model:
         The optimizer state starts afresh; the epoch count and seed are kept.
         """
         check_weight_structure(self.params, weights)
-        params = weights_to_device(self.backend, self.dtype, weights)[: len(self.trainer.layers)]
+        params = weights_to_device(self.backend, self.dtype, weights)
         self.state = self.trainer.init_state(params, seed=self.state.seed, epoch=self.state.epoch)
 
     # -- data -----------------------------------------------------------------
     def _prepare_X(self, X: Any, name: str = "X"):
-        return prepare_features(self.backend, self.dtype, X, self.n_in, self._probe(), name)
+        X_dev = prepare_features(self.backend, self.dtype, X, None, self._probe(), name)
+        sample_shape = tuple(X_dev.shape[1:])
+        if sample_shape not in self._checked_shapes:  # the first layer takes the data?
+            check_chain(self.network.layers, sample_shape, data=name)
+            self._checked_shapes.add(sample_shape)
+        return X_dev
 
     def _prepare_y(self, y: Any, n_samples: int, name: str = "y"):
         return prepare_targets(
@@ -237,86 +244,46 @@ class Model:
         sample_weight: Any = None,
         class_weight: dict[int, float] | str | None = None,
     ) -> History:
-        """Train with minibatch gradient descent.
+        """Train with minibatch gradient descent; returns the :class:`History`.
 
         Parameters
         ----------
         X, y : array_like
-            Features ``(N, n_in)`` and targets (class labels ``(N,)``, one-hot
-            ``(N, K)`` or 0/1 for binary), as NumPy arrays or arrays of the model's
-            backend. They are validated once and moved to the device once.
-        epochs, batch_size : int
+            Features ``(N, n_in)`` and targets (labels ``(N,)``, one-hot or 0/1),
+            NumPy or the backend's arrays; validated and moved to the device once.
         validation_data : (X_val, y_val), optional
         validation_split : float, optional
-            Hold out this fraction of ``X`` (the last rows, as Keras does) for validation.
+            Hold out this fraction of ``X`` (its last rows, as Keras does).
         patience : int, optional
-            Early stopping: stop after this many epochs without a lower validation
-            loss (training loss without validation data) and restore the best
-            weights (S2's algorithm).
-        restore_best : bool
-            With ``patience``: restore the best epoch's weights when stopping early
-            (default), or keep the last epoch's (``False``, as Keras's default).
-        callbacks : list of Callback
+            Stop after this many epochs without a lower validation (else training) loss,
+            restoring the best epoch's weights unless ``restore_best=False``.
         verbose : int
-            0 (default) silent; 1 one line per epoch, and a tqdm progress bar in a
-            terminal. A divergence is a :class:`~portnet.errors.DivergenceWarning`.
-        shuffle : bool
+            1: a line per epoch, and a progress bar in a terminal.
         seed : int, optional
-            Replaces ``state.seed`` (by default the model's ``seed``), which with the
-            epoch number fixes each epoch's shuffling and dropout.
+            Replaces ``state.seed``: with the epoch, it fixes shuffling and dropout.
         checkpoint : path, optional
-            After every epoch, write the model, its optimizer state and this call's
-            progress there (atomically: a kill leaves the previous checkpoint whole).
-        resume : bool
-            With ``checkpoint``: if that file exists, load it into this model (which
-            must have the same architecture) and run only the epochs the interrupted
-            call had left; the result equals an uninterrupted run's.
+            Written atomically after every epoch. With ``resume``, an existing one is
+            loaded and only the epochs left run, as an uninterrupted run would.
         compile : bool
-            Compile the training step with ``jax.jit`` (jax backend only; elsewhere a
-            :class:`ConfigError`). See :mod:`portnet.compiled`.
+            Compile the step with ``jax.jit`` (jax backend only, see :mod:`portnet.compiled`).
         sample_weight : array_like, optional
-            A non-negative weight per sample of ``X``: each batch's loss is
-            sum(w * loss) / sum(w), so weight 2 counts a sample twice.
+            A non-negative weight per sample: a batch's loss is sum(w * loss) / sum(w).
         class_weight : dict or "balanced", optional
-            ``{class: weight}`` or ``"balanced"`` (every class the same total
-            weight); multiplies ``sample_weight``. See :mod:`portnet.sample_weights`.
-            Validation losses stay unweighted.
+            ``{class: weight}``, times ``sample_weight``; validation stays unweighted.
 
-        Returns
-        -------
-        History
-
-        Notes
-        -----
-        If the loss becomes NaN or infinite, training stops at that epoch with a
-        message and the best weights seen are kept. The check reads the epoch's
-        sums, which are brought to the host once per epoch anyway, so it costs no
-        extra synchronisation.
+        A NaN or infinite loss stops training with a :class:`~portnet.DivergenceWarning`,
+        keeping the best weights seen (the check reads the epoch's sums: no extra sync).
         """
         epochs = check_number("epochs", epochs, low=1, integer=True)
         batch_size = check_number("batch_size", batch_size, low=1, integer=True)
         if patience is not None:
             patience = check_number("patience", patience, low=1, integer=True)
-        X_dev, y_dev = self.prepare_data(X, y)
-        w_dev = prepare_sample_weights(
-            self.backend, self.dtype, self.loss, y_dev, self.n_out, sample_weight, class_weight
+        X_dev, y_dev, w_dev, validation = self._training_data(
+            X, y, validation_data, validation_split, sample_weight, class_weight
         )
-        if validation_data is not None and validation_split is not None:
-            raise InputError("give validation_data or validation_split, not both")
-        validation = None
-        if validation_data is not None:
-            validation = self.prepare_data(*validation_data, name="X_val")
-        elif validation_split is not None:
-            fraction = check_number(
-                "validation_split", validation_split, low=0, high=1, low_open=True, high_open=True
-            )
-            (X_dev, y_dev, w_dev), held_out = split_validation([X_dev, y_dev, w_dev], fraction)
-            validation = tuple(held_out[:2])
         if seed is not None:
             self.state = self.state.replace(seed=check_number("seed", seed, low=0, integer=True))
-        progress = None
-        if resume and checkpoint is not None and Path(checkpoint).is_file():
-            progress = restore_checkpoint(self, checkpoint)
+        progress = restore_checkpoint(self, checkpoint) if resume and _exists(checkpoint) else None
         callbacks = list(callbacks)
         if verbose:
             callbacks.insert(0, ProgressLogger(progress.epochs if progress else epochs))
@@ -334,8 +301,27 @@ class Model:
             checkpoint=checkpoint,
             progress=progress,
             compile=compile,
-            weights=w_dev,
+            sample_weight=w_dev,
         )
+
+    def _training_data(self, X, y, validation_data, validation_split, sample_weight, class_weight):
+        """``(X, y, sample_weight, validation)`` on the device, validated once."""
+        X_dev, y_dev = self.prepare_data(X, y)
+        w_dev = prepare_sample_weights(
+            self.backend, self.dtype, self.loss, y_dev, self.n_out, sample_weight, class_weight
+        )
+        if validation_data is not None and validation_split is not None:
+            raise InputError("give validation_data or validation_split, not both")
+        validation = None
+        if validation_data is not None:
+            validation = self.prepare_data(*validation_data, name="X_val")
+        elif validation_split is not None:
+            fraction = check_number(
+                "validation_split", validation_split, low=0, high=1, low_open=True, high_open=True
+            )
+            (X_dev, y_dev, w_dev), held_out = split_validation([X_dev, y_dev, w_dev], fraction)
+            validation = tuple(held_out[:2])
+        return X_dev, y_dev, w_dev, validation
 
     # -- inference --------------------------------------------------------------
     def _outputs(self, X: Any, batch_size: int | None = None):
@@ -438,19 +424,35 @@ class Model:
 
 
 def _check_test_time_flip(network: Sequential, loss: Loss) -> None:
-    """test_time_flip needs a RandomFlip to make the mirror images, and predictions
+    """test_time_flip needs a RandomFlip to flip the images, and predictions
     that can be averaged."""
     from .augment import RandomFlip
 
     if not any(isinstance(layer, RandomFlip) for layer in network.layers):
         raise ConfigError(
-            "test_time_flip averages the predictions for each image and its mirror image, "
+            "test_time_flip averages the predictions for each image and its flipped image, "
             "which the network's RandomFlip layer makes, but the network has none: put "
             "RandomFlip() after the Reshape that turns rows into images (pn.mlp(..., "
             "flip=(1, 28, 28)) does it for an MLP), or drop test_time_flip."
         )
-    if not loss.averages_views:
+    if not loss.supports_test_time_flip:
         raise ConfigError(
             "test_time_flip is available for the softmax cross-entropy and mean squared "
             f"error losses, not for {loss.name}; drop test_time_flip."
         )
+
+
+def _trained_network(network: Sequential, loss: Loss) -> Sequential:
+    """The network the trainer runs: one layer per layer of ``network``, whose last
+    activation, where the loss fuses it (a Softmax into the softmax cross-entropy:
+    stable and cheaper), is an :class:`~portnet.Identity`, so the loss sees logits."""
+    *body, last = network.layers
+    if not loss.fuses(last):
+        return network
+    if not body:
+        raise ConfigError("the model has no layer before its output activation")
+    return Sequential([*body, Identity()])
+
+
+def _exists(path: str | os.PathLike | None) -> bool:
+    return path is not None and Path(path).is_file()

@@ -99,15 +99,15 @@ def to_onnx(model: Any, output: str = "probabilities", input_shape: tuple[int, .
     ndx = _require("ndonnx")
     from . import __version__
 
-    # Host copies, then graph constants; the fused output activation has no weights.
-    weights = model.get_weights()[: len(model.trainer.layers)]
+    # Host copies, then graph constants.
+    weights = model.get_weights()
     params = [{key: ndx.asarray(value) for key, value in layer.items()} for layer in weights]
     x = ndx.argument(
         shape=(BATCH_DIM, *(int(s) for s in input_shape)), dtype=getattr(ndx, model.dtype_name)
     )
     # What Trainer.outputs runs on each chunk for predict and predict_proba: inference
-    # mode (Dropout and RandomFlip return their input; with test-time flips a second
-    # pass mirrors the images), no randomness.
+    # mode (Dropout and RandomFlip return their input; with test_time_flip a second
+    # pass flips the images), no randomness.
     logits = model.trainer.inference_outputs(params, x, ndx)
     result = model.loss.probabilities(ndx, logits) if output == "probabilities" else logits
     proto = ndx.build({INPUT_NAME: x}, {output: result})

@@ -4,7 +4,8 @@ The Array API has no sparse arrays, so a SciPy sparse matrix cannot go to the
 device as it is, and making it dense whole may not fit in memory. A
 :class:`HostRows` makes dense only the rows one batch needs, on the host, and
 uploads them: one transfer per batch instead of one per dataset.
-:meth:`portnet.Trainer.run_epoch` gathers its batches from it in the epoch's order.
+The minibatch loop (:class:`portnet.core.Batch`) gathers batches from it in the
+epoch's order.
 """
 
 from __future__ import annotations

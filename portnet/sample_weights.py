@@ -56,15 +56,15 @@ def prepare_sample_weights(
         class, or class weights on a loss without classes.
     """
     n = int(y_dev.shape[0])
-    weights = None if sample_weight is None else _check_sample_weight(backend, sample_weight, n)
+    w = None if sample_weight is None else _check_sample_weight(backend, sample_weight, n)
     if class_weight is not None:
         per_class = _class_weights(backend, loss, y_dev, n_outputs, class_weight)
-        weights = per_class if weights is None else weights * per_class
-        if not weights.sum() > 0:
+        w = per_class if w is None else w * per_class
+        if not w.sum() > 0:
             raise InputError(
                 "sample_weight times class_weight is zero for every sample: nothing to train on."
             )
-    return None if weights is None else backend.asarray(weights, dtype)
+    return None if w is None else backend.asarray(w, dtype)
 
 
 def _check_sample_weight(backend: Any, sample_weight: Any, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Checks of user features, done once per dataset before any maths runs.
+"""Checks of user features and of the network's shapes, done before any maths runs.
 
 Targets are checked by the loss, which knows its task (:meth:`Loss.check_host_targets`).
 
@@ -14,6 +14,59 @@ import numpy as np
 
 from ._array import namespace_of, to_host
 from .errors import ConfigError, DeviceMismatchError, InputError
+from .layers import Context, Layer, ShapeMismatch
+
+
+def check_chain(
+    layers: list[Layer], in_shape: tuple[int, ...], data: str | None = None
+) -> tuple[int, ...] | None:
+    """Refuse layers that do not chain, before training: their widths must agree.
+
+    Walks one sample's shape from ``in_shape`` through ``layers``
+    (:meth:`~portnet.Layer.output_shape`) and returns the output shape, or
+    ``None`` where a layer's shape could not be found.
+
+    Raises
+    ------
+    ConfigError
+        Naming both layers (from 1) and their widths, e.g. "layer 2 (Dense) takes
+        17 inputs but layer 1 (Dense) gives 16".
+    InputError
+        When the data (named ``data``) do not fit the first layer.
+    """
+    shape = tuple(int(s) for s in in_shape)
+    for i, layer in enumerate(layers):
+        try:
+            out = layer.output_shape(shape)
+            if out is None:
+                out = _probe_output_shape(layer, shape)
+        except ShapeMismatch as exc:
+            here = f"layer {i + 1} ({type(layer).__name__}) takes {exc.takes}"
+            gives = str(shape[0]) if len(shape) == 1 else f"samples of shape {shape}"
+            if i == 0 and data is not None:
+                raise InputError(
+                    f"{here} but {data} has {gives} features per sample: check the data's "
+                    "preprocessing or the first layer's input width."
+                ) from None
+            before = layers[i - 1] if i else None
+            giver = f"layer {i} ({type(before).__name__})" if i else "the input"
+            fix = "make them equal" if len(shape) == 1 else "make them fit"
+            raise ConfigError(f"{here} but {giver} gives {gives}: {fix}.") from None
+        if out is None:
+            return None
+        shape = tuple(int(s) for s in out)
+    return shape
+
+
+def _probe_output_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """A layer's output shape from an inference forward on two zero samples (NumPy);
+    ``None`` when that fails: the layer does not say what it takes."""
+    ctx = Context(xp=np, training=False, need_input_grad=False, check_inputs=False)
+    try:
+        y, _ = layer.forward(layer.init(np.random.default_rng(0)), np.zeros((2, *shape)), ctx)
+    except Exception:
+        return None
+    return tuple(y.shape[1:])
 
 
 def check_feature_shape(shape: tuple[int, ...], n_in: int | None, name: str = "X") -> None:

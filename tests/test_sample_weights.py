@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import synthetic_classification
+from helpers.arrays import synthetic_classification
 
 import portnet as pn
 from portnet.errors import InputError
@@ -31,7 +31,7 @@ def test_weight_two_gives_the_gradients_of_a_duplicated_sample(backend, loss_nam
         X_dev, y_dev = model.prepare_data(X, y)
         w_dev = None if w is None else backend.asarray(w, "float32")
         ctx = Context(xp=xp, training=True, need_input_grad=False)
-        loss, _, grads, _ = trainer.loss_and_grads(params, X_dev, y_dev, ctx, wb=w_dev)
+        loss, _, grads, _ = trainer.loss_and_grads(params, X_dev, y_dev, ctx, sample_weight=w_dev)
         return backend.to_numpy(loss), [
             {k: backend.to_numpy(g) for k, g in layer.items()} for layer in grads
         ]

@@ -22,7 +22,7 @@ class TrainingData:
     y : array
         Device targets as the loss takes them, ``(n, n_outputs)``: one-hot rows
         (softmax), 0/1 columns (logistic) or values (regression).
-    weights : array or None
+    sample_weight : array or None
         Device sample weights ``(n,)``.
     stratify : numpy.ndarray or None
         Host labels an early-stopping split keeps the proportions of.
@@ -30,7 +30,7 @@ class TrainingData:
 
     X: Any
     y: Any
-    weights: Any = None
+    sample_weight: Any = None
     stratify: np.ndarray | None = None
 
     @property
@@ -45,17 +45,18 @@ class TrainingData:
             X = HostRows(self.X.matrix[index], backend, self.X.dtype)
         else:
             X = take(self.X, on_device, axis=0)
-        weights = None if self.weights is None else take(self.weights, on_device, axis=0)
+        w = self.sample_weight
+        w = None if w is None else take(w, on_device, axis=0)
         stratify = None if self.stratify is None else self.stratify[index]
-        return TrainingData(X, take(self.y, on_device, axis=0), weights, stratify)
+        return TrainingData(X, take(self.y, on_device, axis=0), w, stratify)
 
     def chunks(self, size: int) -> Iterator[tuple[Any, Any, Any]]:
-        """``(X, y, weights)`` for consecutive runs of ``size`` samples (the last shorter)."""
+        """``(X, y, sample_weight)`` for consecutive runs of ``size`` samples (the last shorter)."""
         for start in range(0, self.n, size):
             stop = min(start + size, self.n)
             X = row_slice(self.X, start, stop)
-            weights = None if self.weights is None else self.weights[start:stop]
-            yield X, self.y[start:stop, ...], weights
+            w = None if self.sample_weight is None else self.sample_weight[start:stop]
+            yield X, self.y[start:stop, ...], w
 
 
 def row_slice(X: Any, start: int, stop: int) -> Any:

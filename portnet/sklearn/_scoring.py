@@ -38,13 +38,13 @@ class ValidationScore:
         self.model, self.data, self.task = model, data, task
         xp = model.backend.xp
         self.batch_size = inference_batch_size(model, tuple(data.X.shape[1:]))
-        w = data.weights
+        w = data.sample_weight
         self.total_weight = data.n if w is None else float(model.backend.to_numpy(xp.sum(w)))
         self.baseline = None if task in ("softmax", "logistic") else self._variance_sums()
 
     def _variance_sums(self) -> np.ndarray:
         """Per output, :math:`\\sum_n w_n (t_n - \\bar t)^2`, read once per fit."""
-        xp, y, w = self.model.backend.xp, self.data.y, self.data.weights
+        xp, y, w = self.model.backend.xp, self.data.y, self.data.sample_weight
         column = None if w is None else xp.reshape(w, (-1, 1))
         mean = xp.mean(y, axis=0) if w is None else xp.sum(y * column, axis=0) / xp.sum(column)
         squares = (y - mean) ** 2

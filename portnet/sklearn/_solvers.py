@@ -69,7 +69,7 @@ def fit_stochastic(est: Any, data: TrainingData, incremental: bool, rng: Any) ->
                 order=backend.asarray(order.astype(np.int64)),
                 random=random,
                 lr=est._learning_rate,
-                weights=train.weights,
+                sample_weight=train.sample_weight,
             )
             sums = [loss_sum] + ([] if scorer is None else scorer.sums(model.state.params))
             values = backend.to_numpy(backend.xp.stack(sums)).astype(np.float64)  # one read
@@ -185,7 +185,7 @@ def fit_lbfgs(est: Any, data: TrainingData) -> None:
         return xp.concat([xp.reshape(tree[i][key], (-1,)) for i, key in keys])
 
     chunk = training_batch_size(model, tuple(data.X.shape[1:]))
-    total = data.n if data.weights is None else xp.sum(data.weights)
+    total = data.n if data.sample_weight is None else xp.sum(data.sample_weight)
     ctx = trainer.training_context(xp, None)
 
     def fun_and_grad(x):
@@ -194,7 +194,7 @@ def fit_lbfgs(est: Any, data: TrainingData) -> None:
         for X, y, w in data.chunks(chunk):
             share = X.shape[0] / data.n if w is None else xp.sum(w) / total
             loss, _, g, _ = trainer.loss_and_grads(
-                params, X, y, ctx, grad_scale=share, wb=w, regularize=False
+                params, X, y, ctx, grad_scale=share, sample_weight=w, regularize=False
             )
             value = value + loss * share
             grads = g if grads is None else tree_map(lambda a, b: a + b, grads, g)
