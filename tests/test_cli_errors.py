@@ -37,6 +37,9 @@ FILES: dict[str, str | bytes] = {
     "layer_with_mlp.yaml": "model: mlp\nlayers:\n" + DENSE_784_10,
     "layer_wrong_width.yaml": "dataset: fashion_mnist_sample\nlayers:\n"
     "  - {class: Dense, config: {n_in: 100, n_out: 10}}\n",
+    "layers_do_not_chain.yaml": "layers:\n"
+    "  - {class: Dense, config: {n_in: 784, n_out: 32}}\n"
+    "  - {class: Dense, config: {n_in: 16, n_out: 10}}\n",
     "layer_wrong_classes.yaml": "layers:\n  - {class: Dense, config: {n_in: 784, n_out: 7}}\n",
     "layers_plus_hidden.yaml": "layers:\n" + DENSE_784_10,
     "broken.yaml": "lr: [0.1\n",
@@ -161,6 +164,13 @@ CASES = [
         FASHION,
         "--model cnn --no-batch-norm",
         "so they would be ignored",
+    ),
+    _case(
+        "layers-do-not-chain",
+        FASHION,
+        "--config {tmp}/layers_do_not_chain.yaml --dataset fashion_mnist_sample --no-plots "
+        "--out {tmp}/never",
+        "layer 2 (Dense) takes 16 inputs but layer 1 (Dense) gives 32: make them equal",
     ),
     _case(
         "layers-wrong-class-count",
