@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import portnet as pn
-from portnet.run_config import DEFAULTS, default_of, field_names
+from portnet.run_config import DEFAULTS, build_optimizer, default_of, field_names
 from portnet.sweeps import fit_config, normalize_config, run_config
 
 # Two runs that between them set every option to something other than its default:
@@ -178,8 +178,8 @@ def test_a_sweep_and_the_main_job_train_the_same_weights(tmp_path):
 
 def test_clip_norm_bounds_the_update_of_every_run():
     """The added option: gradients rescaled to norm at most clip_norm before each step."""
-    clipped = pn.run_config.build_optimizer(pn.RunConfig(clip_norm=0.5))
-    assert clipped.clip_norm == 0.5 and pn.run_config.build_optimizer(DEFAULTS).clip_norm is None
+    clipped = build_optimizer(pn.RunConfig(clip_norm=0.5))
+    assert clipped.clip_norm == 0.5 and build_optimizer(DEFAULTS).clip_norm is None
     tiny = fit_config(small_run(clip_norm=1e-6, lr=1.0, weight_decay=0.0, seed=4))["model"]
     untrained = pn.prepare_run(pn.RunConfig.from_dict(small_run(seed=4))).model
     for after, before in zip(tiny.get_weights(), untrained.get_weights(), strict=True):
