@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend
+from helpers.arrays import assert_on_backend
 
 import portnet as pn
 from portnet.errors import BackendError, DeviceMismatchError
@@ -192,7 +192,7 @@ def test_torch_cuda_index_beyond_the_gpus_is_refused(monkeypatch):
 def test_a_model_on_cuda_1_keeps_all_its_work_on_cuda_1(tmp_path):
     """The emulated CuPy refuses any operation whose arrays are not on the current
     device, as CuPy does without peer access; every Model method must enter cuda:1."""
-    from conftest import synthetic_classification
+    from helpers.arrays import synthetic_classification
 
     X, y = synthetic_classification(n=120, n_features=20, n_classes=3)
     with emulated_cupy(n_devices=2):

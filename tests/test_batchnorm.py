@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, f32, host_copies, tolerance
+from helpers.arrays import assert_on_backend, f32, host_copies, tolerance
 
 import portnet as pn
 from portnet.conv import Conv2D, Flatten, Reshape

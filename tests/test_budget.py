@@ -6,7 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import synthetic_classification
+from helpers.arrays import synthetic_classification
 
 import portnet as pn
 from portnet.budget import (

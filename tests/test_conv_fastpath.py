@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import (
+from helpers.arrays import (
     assert_gradients_on_backend,
     assert_on_backend,
     assert_unchanged,

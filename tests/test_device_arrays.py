@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import synthetic_classification
+from helpers.arrays import synthetic_classification
 
 import portnet as pn
 from portnet.plots import plot_confusion, plot_misclassified

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
+from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tolerance
 from helpers.ops import GRAD_TOL, np_log_softmax, np_sigmoid, np_softmax, on
 
 import portnet as pn

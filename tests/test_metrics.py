@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, tolerance
+from helpers.arrays import assert_on_backend, tolerance
 
 import portnet as pn
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend
+from helpers.arrays import assert_on_backend
 from helpers.optim import LRS, OPTIMIZERS, make, problem, to_device, to_host
 
 import portnet as pn

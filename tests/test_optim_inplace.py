@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import portnet.backends.ops
 import pytest
-from conftest import assert_on_backend
+from helpers.arrays import assert_on_backend
 from helpers.optim import (
     LRS,
     OPTIMIZERS,

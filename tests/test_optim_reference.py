@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, tolerance
+from helpers.arrays import assert_on_backend, tolerance
 from helpers.optim import (
     LRS,
     OPTIMIZERS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import synthetic_classification
+from helpers.arrays import synthetic_classification
 
 import portnet as pn
 

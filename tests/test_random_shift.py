@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, synthetic_classification
+from helpers.arrays import assert_on_backend, synthetic_classification
 
 import portnet as pn
 from portnet.gradcheck import numerical_gradient, relative_error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
+from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tolerance
 from helpers.ops import GRAD_TOL, away_from_zero, on
 
 import portnet as pn

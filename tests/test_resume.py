@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_classification
+from helpers.arrays import synthetic_classification
 
 import portnet as pn
 from portnet.errors import ModelFileError
@@ -180,7 +180,7 @@ KILLED_RUN = textwrap.dedent(
     """
     import sys
     import portnet as pn
-    from conftest import synthetic_classification
+    from helpers.arrays import synthetic_classification
 
     class Announce(pn.Callback):
         def on_epoch_end(self, model, epoch, logs):

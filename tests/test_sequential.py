@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import assert_on_backend, assert_unchanged, host_copies, tolerance
+from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tolerance
 from helpers.ops import ALPHA, GRAD_TOL, away_from_zero, ctx_for, on, oracle
 
 import portnet as pn

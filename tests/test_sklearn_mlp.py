@@ -18,7 +18,8 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from conftest import EMULATED, assert_on_backend  # noqa: E402
+from helpers.arrays import assert_on_backend  # noqa: E402
+from helpers.cases import EMULATED  # noqa: E402
 from scipy import sparse  # noqa: E402
 from sklearn import neural_network  # noqa: E402
 from sklearn.datasets import (  # noqa: E402

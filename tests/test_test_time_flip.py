@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_on_backend
+from helpers.arrays import assert_on_backend
 
 import portnet as pn
 

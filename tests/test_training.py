@@ -6,7 +6,8 @@ import io
 
 import numpy as np
 import pytest
-from conftest import gpu_marks, synthetic_classification
+from helpers.arrays import synthetic_classification
+from helpers.cases import gpu_marks
 
 import portnet as pn
 from portnet.testing import emulated_cupy
