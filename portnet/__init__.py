@@ -1,7 +1,7 @@
 """portnet: a from-scratch neural-network library written once against the Python Array API.
 
 The same layers, losses, regularizers and optimizers run on NumPy, CuPy,
-PyTorch and array-api-strict. Pick the backend once with :func:`get_backend`
+PyTorch, JAX and array-api-strict. Pick the backend once with :func:`get_backend`
 (or ``$PORTNET_BACKEND``); everything else follows the arrays.
 """
 
