@@ -23,7 +23,7 @@ import portnet as pn
 from experiments.common import check_output_dir, default_out_dir, fail, run_cli, write_json
 from experiments.fashion_config import RUN_FOLDER_FORMAT, add_run_flags, resolve_config
 from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments, run_lr_find
-from portnet.run_config import describe_network
+from portnet.run import describe_network
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,8 @@ from .normalization import BatchNorm
 from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
 from .pooling import AvgPool2D, MaxPool2D
 from .regularizers import L1, L2
-from .run_config import PreparedRun, RunConfig, RunResult, prepare_run, train_run
+from .run import PreparedRun, RunResult, prepare_run, train_run
+from .run_config import RunConfig
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 from .threads import limit_threads
 

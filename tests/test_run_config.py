@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import portnet as pn
-from portnet.run_config import DEFAULTS, build_optimizer, default_of, field_names
+from portnet.run import build_optimizer
+from portnet.run_config import DEFAULTS, default_of, field_names
 from portnet.sweeps import fit_config, normalize_config, run_config
 
 # Two runs that between them set every option to something other than its default:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PortnetError
-from ..run_config import RunConfig, prepare_data_of, prepare_run, train_run
+from ..run import prepare_data_of, prepare_run, train_run
+from ..run_config import RunConfig
 
 #: The options that say which images a run trains and is tested on.
 DATA_OPTIONS = (
