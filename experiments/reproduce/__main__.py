@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     backend = pn.get_backend(args.backend, args.device)
-    if args.compile and backend.name != "jax":
+    if args.compile and not backend.ops.can_compile:
         fail(
             f"--compile compiles the training steps with jax.jit and needs --backend jax; "
             f"this run's backend is {backend.name}. Drop --compile or use --backend jax."
