@@ -78,7 +78,7 @@ def test_regularizer_rejects_bad_strength():
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_a_per_sample_penalty_is_divided_by_the_batch_weight(backend64, weighted):
+def test_a_per_sample_penalty_is_divided_by_the_weight_sum(backend64, weighted):
     """scikit-learn's alpha: the step adds lam W / n to the gradient and, where the
     trainer reports penalties, lam |W|^2 / (2 n) to the loss; n is the batch's total
     sample weight (its size without weights)."""
@@ -99,7 +99,7 @@ def test_a_per_sample_penalty_is_divided_by_the_batch_weight(backend64, weighted
     ctx = pn.Context(xp=b.xp, training=True, need_input_grad=False)
     loss, _, grads, _ = model.trainer.loss_and_grads(
         model.params, on(b, X, "float64"), on(b, y, "float64"), ctx,
-        wb=on(b, w, "float64") if weighted else None,
+        sample_weight=on(b, w, "float64") if weighted else None,
     )  # fmt: skip
     residual = X @ W + bias - y
     n = w.sum()
