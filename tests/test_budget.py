@@ -93,3 +93,20 @@ def test_validation_during_fit_uses_the_budget(numpy_backend, monkeypatch):
     model.fit(X, y, epochs=2, batch_size=50, validation_split=0.25)
     assert seen == [inference_batch_size(model, (64,))] * 2
     assert seen[0] < 100  # the whole hold-out would not have fit
+
+
+def test_the_size_probe_runs_once_per_network_and_writes_nothing_into_the_model(monkeypatch):
+    import portnet.budget as budget
+
+    calls = []
+    probe = budget.inference_bytes_per_sample
+    monkeypatch.setattr(
+        budget, "inference_bytes_per_sample", lambda *a: calls.append(1) or probe(*a)
+    )
+    model = _cnn("numpy")
+    before = set(vars(model))
+    first = inference_batch_size(model, (64,))
+    assert inference_batch_size(model, (64,)) == first and len(calls) == 1
+    assert set(vars(model)) == before  # the cache lives in portnet.budget
+    inference_batch_size(_cnn("numpy"), (64,))  # another network: probed afresh
+    assert len(calls) == 2
