@@ -19,8 +19,9 @@ from portnet.run_config import OPTIMIZER_NAMES, RunConfig, default_of, read_conf
 
 CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
 
-#: What the job does with a run besides training it; not part of the run.
+#: What the job does with a run besides training it (not part of the run), and rules.
 JOB_OPTIONS = {"out": None, "plots": True}
+JOB_RULES = {"out": Kind((str,), optional=True), "plots": Kind((bool,))}
 
 #: Written into config.json: a run folder of another layout cannot be resumed.
 RUN_FOLDER_FORMAT = "portnet-run/2"
@@ -67,13 +68,13 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict]:
     the file and the flags. Exits 2 naming any bad option.
     """
     values = _file_values(args.config) if args.config else {}
-    where = f"config file {args.config}" if args.config else "the flags"
+    where = f"config file {args.config}: " if args.config else ""
     job = {key: values.pop(key, default) for key, default in JOB_OPTIONS.items()}
     values.pop("format", None)
     model = args.model or values.get("model")
     if model == "cnn" and values.get("layers") is None:
         values = {**_file_values(CNN_CONFIG), **values}
-        where = f"{where} over {CNN_CONFIG}" if args.config else str(CNN_CONFIG)
+        where = f"{where.rstrip(': ')} over {CNN_CONFIG}: " if args.config else "--model cnn: "
     for key, value in vars(args).items():
         if value is None:
             continue
@@ -82,9 +83,11 @@ def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict]:
         elif key in RunConfig.__dataclass_fields__:
             values[key] = value
     try:
+        for key, rule in JOB_RULES.items():
+            rule.check(key, job[key])
         config = RunConfig.from_dict(values)
     except ConfigError as exc:
-        fail(f"{where}: {exc}. Fix the value and run again.")
+        fail(f"{where}{exc}. Fix the value and run again.")
     _check_can_run(config, job)
     return config, job
 

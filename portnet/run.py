@@ -58,11 +58,15 @@ def build_network(config: RunConfig, n_features: int, n_classes: int, image_shap
     """The run's :class:`~portnet.Sequential`: its layers list, or the MLP of ``hidden``."""
     import portnet as pn
 
+    from .validation import check_chain
+
     if config.layers is not None:
         network = pn.Sequential(config.layers)
-        if network.n_out is not None and network.n_out != n_classes:
+        # Before any output is written: the list must take the data and end in the classes.
+        out = check_chain(network.layers, (n_features,), data="the data")
+        if out is not None and out[-1] != n_classes:
             raise ConfigError(
-                f"the layers list ends in {network.n_out} outputs but the data has "
+                f"the layers list ends in {out[-1]} outputs but the data has "
                 f"{n_classes} classes; make the last Dense layer's n_out {n_classes}"
             )
         return network

@@ -356,7 +356,9 @@ def _check_together(config: RunConfig) -> None:
             object.__setattr__(config, "backend", _canonical(config.backend))
         except BackendError as exc:
             raise ConfigError(str(exc).rstrip(".")) from None
-    if config.layers is None and config.model not in (None, "mlp"):
+    if config.model is None:  # the network says which it is
+        object.__setattr__(config, "model", "mlp" if config.layers is None else "layers")
+    if config.layers is None and config.model != "mlp":
         raise ConfigError(f"model {config.model} needs a layers list; give one, or model mlp")
     if config.layers is not None:
         if config.model == "mlp":
@@ -370,7 +372,7 @@ def _check_together(config: RunConfig) -> None:
             config,
             MLP_OPTIONS,
             "shape the built-in MLP, but this run's network "
-            "is its layers list; remove them or change the list",
+            "is its layers list, so they would be ignored; remove them or change the list",
         )
     if isinstance(config.optimizer, dict):
         _refuse_changed(

@@ -89,12 +89,12 @@ CASES = [
     _case("fashion-dropout-1.5", FASHION, "--dropout 1.5", "--dropout: must be in [0, 1)"),
     _case("fashion-momentum-inf", FASHION, "--momentum inf", "--momentum: must be finite"),
     _case("fashion-epochs-fraction", FASHION, "--epochs 2.5", "--epochs: expected a whole"),
-    _case("fashion-hidden-word", FASHION, "--hidden 64,wide", "comma-separated integers"),
+    _case("fashion-hidden-word", FASHION, "--hidden 64,wide", "must be whole numbers"),
     _case("fashion-train-size-5", FASHION, "--train-size 5", "--train-size: must be in [20"),
     _case("fashion-seed-negative", FASHION, "--seed -1", "--seed: must be in [0, inf]"),
     _case("fashion-val-fraction-1", FASHION, "--val-fraction 1", "--val-fraction: must be in"),
     _case("fashion-unknown-backend", FASHION, "--backend mxnet", "Known backends"),
-    _case("fashion-compile-not-jax", FASHION, "--backend numpy --compile", "needs --backend jax"),
+    _case("fashion-compile-not-jax", FASHION, "--backend numpy --compile", "needs the jax backend"),
     _case("fashion-unknown-flag", FASHION, "--learning-rate 0.1", "unrecognized arguments"),
     # experiments.fashion: config files
     _case(
@@ -145,7 +145,7 @@ CASES = [
         "layers-with-model-mlp",
         FASHION,
         "--config {tmp}/layer_with_mlp.yaml",
-        "also gives a layers: list, which would be ignored",
+        "a layers list is given too, which would be ignored",
     ),
     _case(
         "layers-plus-hidden-flag",
@@ -157,7 +157,7 @@ CASES = [
         "test-time-flip-without-flip",
         FASHION,
         "--test-time-flip --no-flip",
-        "this run's network has none: add --flip",
+        "this run's network has none: turn on flip",
     ),
     _case(
         "cnn-plus-mlp-batch-norm",
@@ -183,7 +183,7 @@ CASES = [
         "layers-wrong-input-width",
         FASHION,
         "--config {tmp}/layer_wrong_width.yaml --no-plots --out {tmp}/never",
-        "does not fit the data (784 features",
+        "but the data has 784 features per sample",
     ),
     # experiments.fashion: paths
     _case("fashion-out-is-file", FASHION, "--out {tmp}/a_file", "is a file, not a folder"),
