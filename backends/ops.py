@@ -46,7 +46,7 @@ from typing import Any
 
 import array_api_compat
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 #: Libraries whose arrays may be updated in place.
 _MUTABLE = ("numpy", "cupy", "torch")
@@ -257,7 +257,10 @@ def ops_for(xp_or_array: Any) -> Ops:
             ops = ops_for(array_api_compat.array_namespace(xp_or_array))
             return _BY_ARRAY_TYPE.setdefault(kind, ops)
         if not hasattr(xp_or_array, "asarray"):
-            raise TypeError(f"{kind.__name__} is neither an array nor an Array API namespace")
+            raise InputError(
+                f"{kind.__name__} is neither an array nor an Array API namespace; give an "
+                "array of a supported library (NumPy, CuPy, torch, JAX, array-api-strict)"
+            )
     ops = _DEFAULT.get(xp_or_array)
     if ops is None:
         library = _library(xp_or_array)

@@ -9,28 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # run_config checks a loss by building it here
-    from .run_config import RunConfig
-
-
-def build_loss(config: RunConfig):
-    """The loss: a name or spec, with ``label_smoothing`` for softmax cross-entropy."""
-    from .losses import LOSSES, SoftmaxCrossEntropy, loss_from_spec
-
-    if config.label_smoothing and (
-        not isinstance(config.loss, str) or LOSSES.get(config.loss) is not SoftmaxCrossEntropy
-    ):
-        raise ConfigError(
-            f"label_smoothing smooths the targets of softmax_cross_entropy; this run's loss is "
-            f"{config.loss!r}. Set label_smoothing to 0, or use softmax_cross_entropy"
-        )
-    if config.label_smoothing:
-        return SoftmaxCrossEntropy(label_smoothing=config.label_smoothing)
-    return loss_from_spec(config.loss)
+from .run_config import RunConfig, build_loss
 
 
 def build_optimizer(config: RunConfig):
@@ -202,7 +184,6 @@ def train_run(config: RunConfig, data: Any = None, verbose: int = 0, **options: 
 __all__ = [
     "PreparedRun",
     "RunResult",
-    "build_loss",
     "build_network",
     "build_optimizer",
     "describe_network",

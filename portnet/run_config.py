@@ -389,8 +389,6 @@ def _check_together(config: RunConfig) -> None:
             f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)} or a {{class, config}} "
             f"spec, got {config.optimizer!r}"
         )
-    from .run import build_loss
-
     build_loss(config)
     from .regularizers import regularizer_from_spec
 
@@ -450,6 +448,22 @@ def _check_layer_specs(specs: list) -> None:
             raise ConfigError(f"{head} ({spec['class']}): {exc}") from None
 
 
+def build_loss(config: RunConfig):
+    """The loss: a name or spec, with ``label_smoothing`` for softmax cross-entropy."""
+    from .losses import LOSSES, SoftmaxCrossEntropy, loss_from_spec
+
+    if config.label_smoothing and (
+        not isinstance(config.loss, str) or LOSSES.get(config.loss) is not SoftmaxCrossEntropy
+    ):
+        raise ConfigError(
+            f"label_smoothing smooths the targets of softmax_cross_entropy; this run's loss is "
+            f"{config.loss!r}. Set label_smoothing to 0, or use softmax_cross_entropy"
+        )
+    if config.label_smoothing:
+        return SoftmaxCrossEntropy(label_smoothing=config.label_smoothing)
+    return loss_from_spec(config.loss)
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A YAML or JSON file of option: value, as a dict; ConfigError names any problem."""
     path = Path(path)
@@ -497,6 +511,7 @@ DEFAULTS = RunConfig()
 __all__ = [
     "DEFAULTS",
     "RunConfig",
+    "build_loss",
     "default_of",
     "field_names",
     "read_config_file",

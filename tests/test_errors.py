@@ -33,7 +33,9 @@ def _fit(model, X, y):
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        pytest.param(lambda X, y: (X[:, :19], y), "expects 20", id="wrong-width"),
+        pytest.param(
+            lambda X, y: (X[:, :19], y), "takes 20 inputs but X has 19 features", id="wrong-width"
+        ),
         pytest.param(lambda X, y: (X.reshape(50, 4, 5), y), "2-D", id="wrong-ndim"),
         pytest.param(lambda X, y: (np.where(np.arange(20) == 3, np.nan, X), y), "NaN", id="nan"),
         pytest.param(
@@ -70,7 +72,7 @@ def test_errors_are_portnet_errors_with_short_tracebacks(numpy_backend, data):
 def test_evaluate_and_predict_validate_too(numpy_backend, data):
     model = pn.Model(pn.mlp([20, 8, 10]), backend=numpy_backend)
     X, y = data
-    with pytest.raises(InputError, match="expects 20"):
+    with pytest.raises(InputError, match="takes 20 inputs but X has 3 features"):
         model.predict(X[:, :3])
     with pytest.raises(InputError, match="outside"):
         model.evaluate(X, y + 100)

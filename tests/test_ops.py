@@ -11,6 +11,7 @@ import pytest
 from portnet.backends.ops import Ops, ops_for
 
 import portnet as pn
+from portnet.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "jax": "jax"}
@@ -37,7 +38,7 @@ def test_ops_are_cached_per_namespace_array_type_and_mode(backend):
 
 
 def test_ops_for_refuses_what_is_neither_array_nor_namespace():
-    with pytest.raises(TypeError, match="neither an array nor an Array API namespace"):
+    with pytest.raises(InputError, match="neither an array nor an Array API namespace"):
         ops_for(object())
 
 
