@@ -53,7 +53,7 @@ from typing import Any
 import portnet as pn
 from experiments.common import check_output_file, run_cli
 from portnet.config import Number
-from portnet.io import atomic_write_bytes
+from portnet.io.model_file import atomic_write_bytes
 
 from . import epoch_time, gpu_precision, gpu_tests
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from portnet.callbacks import Callback
 from portnet.testing.audit import audit_torch
 from portnet.testing.options import OPTIONS, TrainingOption
+from portnet.training.callbacks import Callback
 
 
 @dataclasses.dataclass

@@ -116,7 +116,7 @@ class PortnetJaxJit(PortnetImplementation):
     note = "jax.jit training step; the ragged last batch runs eagerly"
 
     def __init__(self, workload, batch_size, data, seed):
-        from portnet.compiled import compiled_step
+        from portnet.training.compiled import compiled_step
 
         super().__init__(workload, batch_size, data, seed)
         self.compiled = compiled_step(self.trainer, self.backend, self.state.opt_state)
@@ -126,7 +126,7 @@ class PortnetJaxJit(PortnetImplementation):
         return self.compiled.compile_seconds
 
     def run_epoch(self):
-        from portnet.compiled import train_epoch_compiled
+        from portnet.training.compiled import train_epoch_compiled
 
         self.state, loss_sum, correct_sum = train_epoch_compiled(
             self.trainer,

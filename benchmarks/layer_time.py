@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.out:
-        from portnet.io import atomic_write_bytes
+        from portnet.io.model_file import atomic_write_bytes
 
         payload = table.encode("utf-8")
         atomic_write_bytes(args.out, lambda handle: handle.write(payload))

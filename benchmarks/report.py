@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from portnet.io import atomic_write_bytes
+from portnet.io.model_file import atomic_write_bytes
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from experiments.common import check_output_file, run_cli
-from portnet.io import atomic_write_bytes
+from portnet.io.model_file import atomic_write_bytes
 from portnet.testing.audit import audit_emulated_cupy, audit_torch
 from portnet.testing.options import OPTIONS
 

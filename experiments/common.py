@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from portnet.errors import ConfigError, PortnetError
-from portnet.io import atomic_write_bytes
-from portnet.run_config import read_config_file
+from portnet.io.model_file import atomic_write_bytes
+from portnet.training.run_config import read_config_file
 
 EXIT_USAGE = 2
 

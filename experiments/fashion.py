@@ -23,7 +23,7 @@ import portnet as pn
 from experiments.common import check_output_dir, default_out_dir, fail, run_cli, write_json
 from experiments.fashion_config import RUN_FOLDER_FORMAT, add_run_flags, resolve_config
 from experiments.fashion_runs import CHECKPOINT, evaluate_run, resume_arguments, run_lr_find
-from portnet.run import describe_network
+from portnet.training.run import describe_network
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +190,7 @@ def write_results(run: pn.PreparedRun, history, out: Path, plots: bool, started:
 
 
 def _plot(run, history, cm, labels, test_result, out: Path) -> None:
-    from portnet import plots
+    from portnet.io import plots
 
     data = run.data
     network = describe_network(run.config, data.X.shape[1], data.dataset.n_classes)
@@ -212,7 +212,7 @@ def _plot(run, history, cm, labels, test_result, out: Path) -> None:
 
 
 def _save_stats(path: Path, stats: dict) -> None:
-    from portnet.io import atomic_write_bytes
+    from portnet.io.model_file import atomic_write_bytes
 
     atomic_write_bytes(path, lambda handle: np.savez(handle, **stats))
 

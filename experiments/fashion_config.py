@@ -15,7 +15,7 @@ from pathlib import Path
 from experiments.common import fail
 from portnet.config import Choice, Kind, Number, Widths
 from portnet.errors import ConfigError
-from portnet.run_config import OPTIMIZER_NAMES, RunConfig, default_of, read_config_file
+from portnet.training.run_config import OPTIMIZER_NAMES, RunConfig, default_of, read_config_file
 
 CNN_CONFIG = Path(__file__).parent / "configs" / "cnn.yaml"
 

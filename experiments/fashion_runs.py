@@ -48,7 +48,7 @@ def evaluate_run(run_dir: Path, backend: pn.Backend, onnx_file: str | None = Non
     if not (run_dir / "model.npz").is_file():
         fail(f"{run_dir} has no model.npz: give the folder a training run wrote (--out).")
     if onnx_file is not None:
-        from portnet.onnx_export import check_installed
+        from portnet.io.onnx_export import check_installed
 
         check_installed()  # before the evaluation, which can take a while
     config = _read_run_file(run_dir, "config.json")
@@ -79,7 +79,7 @@ def export_run_onnx(model: pn.Model, path: Path, X_test, y_test, n_compare: int 
     """``--export-onnx``: write the model as ONNX (atomically), say where and how big, and
     run the file with onnxruntime: its test accuracy, and how far its probabilities are
     from portnet's on the first ``n_compare`` test images."""
-    from portnet.onnx_export import run_onnx
+    from portnet.io.onnx_export import run_onnx
 
     written = model.export_onnx(path)  # an ImportError names the extra; run_cli reports it
     size = written.stat().st_size

@@ -8,14 +8,7 @@ PyTorch, JAX and array-api-strict. Pick the backend once with :func:`get_backend
 from __future__ import annotations
 
 from . import errors
-from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
-from .allocator import retain_freed_memory
-from .augment import RandomFlip, RandomShift
 from .backends import Backend, available_backends, backend_of, count_transfers, get_backend
-from .callbacks import Callback, History, ProgressLogger
-from .conv import Conv2D, Flatten, Reshape
-from .core import Trainer, TrainState
-from .decomposition import PCA
 from .errors import (
     BackendError,
     ConfigError,
@@ -25,9 +18,23 @@ from .errors import (
     ModelFileError,
     PortnetError,
 )
-from .gradcheck import check_layer_gradients, format_gradient_table, gradient_check
-from .layers import Context, Dense, Dropout, Layer, RandomStream, Sequential
-from .losses import (
+from .layers.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from .layers.augment import RandomFlip, RandomShift
+from .layers.base import Context, Dense, Dropout, Layer, RandomStream, Sequential
+from .layers.conv import Conv2D, Flatten, Reshape
+from .layers.normalization import BatchNorm
+from .layers.pooling import AvgPool2D, MaxPool2D
+from .model import Model
+from .networks import mlp
+from .tools.allocator import retain_freed_memory
+from .tools.decomposition import PCA
+from .tools.gradcheck import check_layer_gradients, format_gradient_table, gradient_check
+from .tools.metrics import accuracy, confusion_matrix, precision_recall_f1
+from .tools.model_selection import CVResult, cross_validate
+from .tools.threads import limit_threads
+from .training.callbacks import Callback, History, ProgressLogger
+from .training.core import Trainer, TrainState
+from .training.losses import (
     HalfPoissonDeviance,
     HalfSquaredError,
     MeanSquaredError,
@@ -35,19 +42,12 @@ from .losses import (
     SoftmaxCrossEntropy,
     get_loss,
 )
-from .lr_range import LRFinderResult, lr_find
-from .metrics import accuracy, confusion_matrix, precision_recall_f1
-from .model import Model
-from .model_selection import CVResult, cross_validate
-from .networks import mlp
-from .normalization import BatchNorm
-from .optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
-from .pooling import AvgPool2D, MaxPool2D
-from .regularizers import L1, L2
-from .run import PreparedRun, RunResult, prepare_run, train_run
-from .run_config import RunConfig
-from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
-from .threads import limit_threads
+from .training.lr_range import LRFinderResult, lr_find
+from .training.optim import SGD, Adam, Momentum, Nesterov, Optimizer, RMSProp, get_optimizer
+from .training.regularizers import L1, L2
+from .training.run import PreparedRun, RunResult, prepare_run, train_run
+from .training.run_config import RunConfig
+from .training.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 
 __version__ = "0.1.0"
 

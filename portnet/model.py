@@ -10,22 +10,22 @@ from typing import Any
 import numpy as np
 
 from ._array import Tree
-from .activations import Identity
 from .backends import Backend, get_backend, on_backend_device
-from .budget import DEFAULT_MEMORY_BUDGET, inference_batch_size
-from .callbacks import Callback, History, ProgressLogger
-from .checkpoint import restore_checkpoint
 from .config import check_number
-from .core import Trainer, TrainState
 from .errors import ConfigError, InputError
-from .io import load_model, save_model
-from .layers import Layer, Sequential
-from .losses import Loss, get_loss
-from .optim import Optimizer, get_optimizer
-from .regularizers import Regularizer, get_regularizers
-from .sample_weights import prepare_sample_weights
-from .train import fit_loop
-from .validation import (
+from .io.checkpoint import restore_checkpoint
+from .io.model_file import load_model, save_model
+from .layers.activations import Identity
+from .layers.base import Layer, Sequential
+from .training.budget import DEFAULT_MEMORY_BUDGET, inference_batch_size
+from .training.callbacks import Callback, History, ProgressLogger
+from .training.core import Trainer, TrainState
+from .training.losses import Loss, get_loss
+from .training.optim import Optimizer, get_optimizer
+from .training.regularizers import Regularizer, get_regularizers
+from .training.sample_weights import prepare_sample_weights
+from .training.train import fit_loop
+from .training.validation import (
     check_chain,
     check_weight_structure,
     prepare_features,
@@ -47,7 +47,7 @@ class Model:
     loss : str or Loss
         ``"softmax_cross_entropy"`` (default), ``"sigmoid_binary_cross_entropy"`` or ``"mse"``.
     optimizer : str or Optimizer
-        An :mod:`portnet.optim` optimizer or its name (then built with ``lr``).
+        An :mod:`portnet.training.optim` optimizer or its name (then built with ``lr``).
     lr : float
         Learning rate when ``optimizer`` is a name.
     l1, l2 : float
@@ -66,7 +66,7 @@ class Model:
         the same weights), the shuffling and dropout.
     memory_budget : int
         Bytes an evaluation or prediction batch may use (256 MiB by default); the
-        batch size follows from the layers' sizes (:mod:`portnet.budget`).
+        batch size follows from the layers' sizes (:mod:`portnet.training.budget`).
     test_time_flip : bool
         Predict (and evaluate, validation included) with the mean of the class
         probabilities for each image and for its flipped image; the network's
@@ -265,7 +265,8 @@ class Model:
             Written atomically after every epoch. With ``resume``, an existing one is
             loaded and only the epochs left run, as an uninterrupted run would.
         compile : bool
-            Compile the step with ``jax.jit`` (jax backend only, see :mod:`portnet.compiled`).
+            Compile the step with ``jax.jit`` (jax backend only; see
+            :mod:`portnet.training.compiled`).
         sample_weight : array_like, optional
             A non-negative weight per sample: a batch's loss is sum(w * loss) / sum(w).
         class_weight : dict or "balanced", optional
@@ -363,9 +364,9 @@ class Model:
         activations at ``batch_size``; ``print(model.summary())`` shows the table.
 
         ``input_shape`` (per sample) is needed only when the first layer does not
-        say its input width. See :mod:`portnet.summary`.
+        say its input width. See :mod:`portnet.io.summary`.
         """
-        from .summary import summarize
+        from .io.summary import summarize
 
         batch_size = check_number("batch_size", batch_size, low=1, integer=True)
         return summarize(self, batch_size, input_shape)
@@ -381,8 +382,8 @@ class Model:
 
     def export_onnx(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the inference graph to an ONNX file (``pip install "portnet[onnx]"``):
-        :func:`portnet.onnx_export.export_onnx`, which says what the graph holds."""
-        from .onnx_export import export_onnx
+        :func:`portnet.io.onnx_export.export_onnx`, which says what the graph holds."""
+        from .io.onnx_export import export_onnx
 
         return export_onnx(self, path, **options)
 
@@ -426,7 +427,7 @@ class Model:
 def _check_test_time_flip(network: Sequential, loss: Loss) -> None:
     """test_time_flip needs a RandomFlip to flip the images, and predictions
     that can be averaged."""
-    from .augment import RandomFlip
+    from .layers.augment import RandomFlip
 
     if not any(isinstance(layer, RandomFlip) for layer in network.layers):
         raise ConfigError(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .activations import get_activation
-from .augment import RandomFlip
-from .conv import Flatten, Reshape
 from .errors import ConfigError
-from .layers import Dense, Dropout, Layer
-from .normalization import BatchNorm
+from .layers.activations import get_activation
+from .layers.augment import RandomFlip
+from .layers.base import Dense, Dropout, Layer
+from .layers.conv import Flatten, Reshape
+from .layers.normalization import BatchNorm
 
 
 def mlp(

@@ -10,8 +10,8 @@ import pytest
 from helpers.arrays import assert_on_backend, f32, host_copies, tolerance
 
 import portnet as pn
-from portnet.conv import Conv2D, Flatten, Reshape
-from portnet.normalization import BatchNorm
+from portnet.layers.conv import Conv2D, Flatten, Reshape
+from portnet.layers.normalization import BatchNorm
 
 GRAD_TOL = 1e-6
 SHAPES = {"NxF": (6, 4), "NxCxHxW": (3, 4, 3, 2)}

@@ -1,4 +1,4 @@
-"""Evaluation and prediction batch sizes follow a memory budget (portnet.budget)."""
+"""Evaluation and prediction batch sizes follow a memory budget (portnet.training.budget)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from helpers.arrays import synthetic_classification
 
 import portnet as pn
-from portnet.budget import (
+from portnet.training.budget import (
     DEFAULT_MEMORY_BUDGET,
     MAX_INFERENCE_BATCH,
     inference_batch_size,
@@ -96,7 +96,7 @@ def test_validation_during_fit_uses_the_budget(numpy_backend, monkeypatch):
 
 
 def test_the_size_probe_runs_once_per_network_and_writes_nothing_into_the_model(monkeypatch):
-    import portnet.budget as budget
+    import portnet.training.budget as budget
 
     calls = []
     probe = budget.inference_bytes_per_sample
@@ -107,6 +107,6 @@ def test_the_size_probe_runs_once_per_network_and_writes_nothing_into_the_model(
     before = set(vars(model))
     first = inference_batch_size(model, (64,))
     assert inference_batch_size(model, (64,)) == first and len(calls) == 1
-    assert set(vars(model)) == before  # the cache lives in portnet.budget
+    assert set(vars(model)) == before  # the cache lives in portnet.training.budget
     inference_batch_size(_cnn("numpy"), (64,))  # another network: probed afresh
     assert len(calls) == 2

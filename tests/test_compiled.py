@@ -7,7 +7,7 @@ import pytest
 from helpers.arrays import synthetic_classification
 
 import portnet as pn
-from portnet.compiled import CompileError
+from portnet.training.compiled import CompileError
 
 jax = pytest.importorskip("jax")
 

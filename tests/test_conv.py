@@ -20,9 +20,9 @@ from helpers.arrays import (
 )
 
 import portnet as pn
-from portnet.conv import Conv2D, Flatten, Reshape
 from portnet.layers import layer_from_config
-from portnet.pooling import AvgPool2D, MaxPool2D
+from portnet.layers.conv import Conv2D, Flatten, Reshape
+from portnet.layers.pooling import AvgPool2D, MaxPool2D
 
 GRAD_TOL = 1e-6
 

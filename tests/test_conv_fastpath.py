@@ -23,10 +23,10 @@ from helpers.arrays import (
 from portnet.backends.ops import ops_for
 
 import portnet as pn
-from portnet.conv import Conv2D
-from portnet.normalization import BatchNorm
-from portnet.pooling import AvgPool2D, MaxPool2D
-from portnet.windows import window_sources
+from portnet.layers.conv import Conv2D
+from portnet.layers.normalization import BatchNorm
+from portnet.layers.pooling import AvgPool2D, MaxPool2D
+from portnet.layers.windows import window_sources
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 

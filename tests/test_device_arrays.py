@@ -12,7 +12,7 @@ import pytest
 from helpers.arrays import synthetic_classification
 
 import portnet as pn
-from portnet.plots import plot_confusion, plot_misclassified
+from portnet.io.plots import plot_confusion, plot_misclassified
 
 
 @pytest.fixture

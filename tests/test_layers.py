@@ -19,7 +19,7 @@ from helpers.arrays import (
 from helpers.ops import ALPHA, GRAD_TOL, away_from_zero, ctx_for, on, oracle
 
 import portnet as pn
-from portnet.gradcheck import numerical_gradient, relative_error
+from portnet.tools.gradcheck import numerical_gradient, relative_error
 
 LAYERS = {
     "dense": lambda: pn.Dense(4, 3),

@@ -1,4 +1,4 @@
-"""portnet.lbfgs: full-batch L-BFGS on every backend, against SciPy's L-BFGS-B."""
+"""portnet.training.lbfgs: full-batch L-BFGS on every backend, against SciPy's L-BFGS-B."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from helpers.arrays import assert_on_backend
 
 import portnet as pn
-from portnet.lbfgs import minimize_lbfgs
+from portnet.training.lbfgs import minimize_lbfgs
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 

@@ -12,7 +12,7 @@ from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tol
 from helpers.ops import GRAD_TOL, np_log_softmax, np_sigmoid, np_softmax, on
 
 import portnet as pn
-from portnet.gradcheck import numerical_gradient, relative_error
+from portnet.tools.gradcheck import numerical_gradient, relative_error
 
 
 # -- losses ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""One minibatch loop (portnet.core.run_batches), and a trainer that lines up with the network."""
+"""One minibatch loop (portnet.training.core.run_batches), and a trainer that lines up
+with the network."""
 
 from __future__ import annotations
 
@@ -7,20 +8,24 @@ import pytest
 from helpers.arrays import synthetic_classification
 
 import portnet as pn
-import portnet.core
+import portnet.training.core
 
 
 @pytest.fixture
 def loops(monkeypatch):
     """Counts the epochs that go through run_batches, by caller."""
     calls = []
-    run_batches = portnet.core.run_batches
+    run_batches = portnet.training.core.run_batches
 
     def counting(step, *args, **kwargs):
         calls.append(step.__qualname__.split(".")[0])
         return run_batches(step, *args, **kwargs)
 
-    for module in ("portnet.core", "portnet.compiled", "portnet.lr_range"):
+    for module in (
+        "portnet.training.core",
+        "portnet.training.compiled",
+        "portnet.training.lr_range",
+    ):
         monkeypatch.setattr(f"{module}.run_batches", counting)
     return calls
 
@@ -50,7 +55,7 @@ def test_the_loop_sums_on_the_device_in_batch_order():
         seen.append((batch.number, batch.size, xb[:, 0].tolist(), wb.tolist()))
         return xp.mean(yb), xp.asarray(1.0)
 
-    loss_sum, correct_sum = portnet.core.run_batches(
+    loss_sum, correct_sum = portnet.training.core.run_batches(
         step, X, y, order, 4, sample_weight=np.full(10, 0.5)
     )
     assert [s[:3] for s in seen] == [

@@ -37,7 +37,7 @@ BATCHES = (1, 37)  # the export fixes no batch size; neither is a training batch
 def onnx_export():
     pytest.importorskip("ndonnx", reason='the onnx extra: pip install "portnet[onnx]"')
     pytest.importorskip("onnxruntime", reason='the onnx extra: pip install "portnet[onnx]"')
-    from portnet import onnx_export
+    from portnet.io import onnx_export
 
     return onnx_export
 

@@ -1,7 +1,7 @@
 """Optimizers against references.
 
 Each optimizer is compared, step by step, with a float64 NumPy reference written
-from the formulas in ``portnet/optim.py``'s docstrings, and with ``torch.optim``
+from the formulas in ``portnet/training/optim.py``'s docstrings, and with ``torch.optim``
 where torch has the same rule; EMA momentum against classic momentum.
 """
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers.arrays import assert_on_backend
 
-from portnet import decomposition
-from portnet.decomposition import PCA
 from portnet.errors import InputError
+from portnet.tools import decomposition
+from portnet.tools.decomposition import PCA
 
 N, D = 240, 12
 # Well-separated standard deviations, so every axis is determined (no near-ties).

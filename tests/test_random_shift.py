@@ -7,7 +7,7 @@ import pytest
 from helpers.arrays import assert_on_backend, synthetic_classification
 
 import portnet as pn
-from portnet.gradcheck import numerical_gradient, relative_error
+from portnet.tools.gradcheck import numerical_gradient, relative_error
 
 
 def _ctx(backend, training, seed=None):

@@ -8,7 +8,7 @@ from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tol
 from helpers.ops import GRAD_TOL, away_from_zero, on
 
 import portnet as pn
-from portnet.gradcheck import numerical_gradient, relative_error
+from portnet.tools.gradcheck import numerical_gradient, relative_error
 
 # -- regularizers ------------------------------------------------------------------
 REGS = {"l1": pn.L1, "l2": pn.L2}

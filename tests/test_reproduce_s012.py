@@ -160,16 +160,16 @@ def test_s2_quick(case, tmp_path):
 def test_s1_quick_compiled_on_jax(tmp_path, monkeypatch):
     """--compile trains every S1 model through the jitted step; the study's checks hold."""
     pytest.importorskip("jax")
-    import portnet.compiled
+    import portnet.training.compiled
 
     compiled_epochs = []
-    original = portnet.compiled.train_epoch_compiled
+    original = portnet.training.compiled.train_epoch_compiled
 
     def counting(*args, **kwargs):
         compiled_epochs.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(portnet.compiled, "train_epoch_compiled", counting)
+    monkeypatch.setattr(portnet.training.compiled, "train_epoch_compiled", counting)
     out = tmp_path / "s1"
     assert (
         main(["s1", "--quick", "--no-plots", "--backend", "jax", "--compile", "--out", str(out)])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import portnet as pn
-from portnet.core import copy_tree
-from portnet.rows import HostRows
+from portnet.training.core import copy_tree
+from portnet.training.rows import HostRows
 
 sparse = pytest.importorskip("scipy.sparse")
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import portnet as pn
-from portnet.run import build_optimizer
-from portnet.run_config import DEFAULTS, default_of, field_names
 from portnet.sweeps import fit_config, normalize_config, run_config
+from portnet.training.run import build_optimizer
+from portnet.training.run_config import DEFAULTS, default_of, field_names
 
 # Two runs that between them set every option to something other than its default:
 # an MLP with a named optimizer, and a layers list with an optimizer spec.

@@ -93,7 +93,7 @@ def test_class_weights_move_the_confusion_matrix_toward_the_weighted_class(backe
 
 
 def test_balanced_class_weights_give_every_class_the_same_total():
-    from portnet.sample_weights import prepare_sample_weights
+    from portnet.training.sample_weights import prepare_sample_weights
 
     backend = pn.get_backend("numpy")
     y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2])

@@ -7,7 +7,7 @@ from helpers.arrays import assert_on_backend, assert_unchanged, host_copies, tol
 from helpers.ops import ALPHA, GRAD_TOL, away_from_zero, ctx_for, on, oracle
 
 import portnet as pn
-from portnet.gradcheck import numerical_gradient, relative_error
+from portnet.tools.gradcheck import numerical_gradient, relative_error
 
 
 # -- Sequential --------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import portnet as pn
-from portnet.validation import check_chain
+from portnet.training.validation import check_chain
 
 
 def image(*more):

@@ -377,7 +377,7 @@ def test_cli_runs_s3s_grid_then_summarises(tmp_path):
 
 def test_a_compiled_configuration_trains_as_the_eager_one(monkeypatch):
     pytest.importorskip("jax")
-    import portnet.compiled
+    import portnet.training.compiled
 
     compiled_epochs = []
 
@@ -385,8 +385,8 @@ def test_a_compiled_configuration_trains_as_the_eager_one(monkeypatch):
         compiled_epochs.append(1)
         return train_epoch_compiled(*args, **kwargs)
 
-    train_epoch_compiled = portnet.compiled.train_epoch_compiled
-    monkeypatch.setattr(portnet.compiled, "train_epoch_compiled", counting)
+    train_epoch_compiled = portnet.training.compiled.train_epoch_compiled
+    monkeypatch.setattr(portnet.training.compiled, "train_epoch_compiled", counting)
     config = {**BASE, "backend": "jax", "epochs": 2}
     eager = fit_config(config)
     assert compiled_epochs == []

@@ -121,7 +121,7 @@ def test_mean_squared_error_averages_the_outputs(numpy_backend):
 def test_the_onnx_graph_averages_the_same_way(tmp_path, numpy_backend):
     pytest.importorskip("ndonnx")
     pytest.importorskip("onnxruntime")
-    from portnet.onnx_export import run_onnx
+    from portnet.io.onnx_export import run_onnx
 
     X, _ = _data()
     model = pn.Model(_layers(), backend=numpy_backend, seed=4, test_time_flip=True)

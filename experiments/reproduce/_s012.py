@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import portnet as pn
-from portnet import plots
 from portnet.data.prepare import PreparedData, prepare_data
+from portnet.io import plots
 
 
 def load_images(ctx, normalize: str, val_fraction: float | None = None) -> PreparedData:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portnet.plots import pyplot, save_figure
+from portnet.io.plots import pyplot, save_figure
 
 
 def tile_shape(n: int) -> tuple[int, int]:

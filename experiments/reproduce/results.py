@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.common import write_json
-from portnet.io import atomic_write_bytes
+from portnet.io.model_file import atomic_write_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "experiments" / "results"

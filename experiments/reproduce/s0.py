@@ -25,8 +25,8 @@ import portnet as pn
 from experiments.reproduce._s012 import load_images, markdown, record
 from experiments.reproduce.results import Claim
 from portnet.data import class_subset
-from portnet.decomposition import PCA
-from portnet.model_selection import cross_validate
+from portnet.tools.decomposition import PCA
+from portnet.tools.model_selection import cross_validate
 
 DEFAULTS = {
     "dataset": "fashion_mnist",
@@ -89,7 +89,7 @@ def _fit_pca(ctx, X: np.ndarray, n_components: int | None) -> PCA:
 
 
 def _components_figure(ctx, pca: PCA, title: str, filename: str) -> None:
-    from portnet import plots
+    from portnet.io import plots
 
     k = int(ctx.config["components_shown"])
     comps = ctx.backend.to_numpy(pca.components_)[:k]
@@ -107,7 +107,7 @@ def _components_figure(ctx, pca: PCA, title: str, filename: str) -> None:
 
 def _reconstruction_figure(ctx, pca: PCA, image: np.ndarray, counts: list[int]) -> list:
     """Figure 4.1; returns (components, relative error) rows for the table."""
-    from portnet import plots
+    from portnet.io import plots
 
     comps = ctx.backend.to_numpy(pca.components_).astype(np.float64)
     mean = ctx.backend.to_numpy(pca.mean_).astype(np.float64)
@@ -139,7 +139,7 @@ def _reconstruction_figure(ctx, pca: PCA, image: np.ndarray, counts: list[int]) 
 
 
 def _cv_figure(ctx, cv, title: str, filename: str) -> None:
-    from portnet import plots
+    from portnet.io import plots
 
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))

@@ -162,7 +162,7 @@ def run(ctx) -> list[Claim]:
         )
     )
     if ctx.plots:
-        from portnet import plots
+        from portnet.io import plots
 
         first = [int(np.flatnonzero(y == c)[0]) for c in range(ds.n_classes)]
         plots.plot_image_grid(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rows import HostRows
+from ..training.rows import HostRows
 
 
 @dataclasses.dataclass
@@ -66,7 +66,7 @@ def row_slice(X: Any, start: int, stop: int) -> Any:
 
 def features_on_device(X: Any, backend: Any, dtype: Any) -> Any:
     """Validated features where training runs: sparse ones stay on the host as
-    :class:`~portnet.rows.HostRows`, the rest move (or are cast) once."""
+    :class:`~portnet.training.rows.HostRows`, the rest move (or are cast) once."""
     if hasattr(X, "tocsr"):
         return HostRows(X, backend, dtype)
     return backend.asarray(X, dtype)

@@ -16,11 +16,11 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array import to_host
-from ..budget import inference_batch_size
-from ..core import copy_tree
 from ..errors import ConfigError, InputError
 from ..model import Model
-from ..sample_weights import prepare_sample_weights
+from ..training.budget import inference_batch_size
+from ..training.core import copy_tree
+from ..training.sample_weights import prepare_sample_weights
 from ._data import TrainingData, features_on_device, row_slice
 from ._network import (
     LOSSES,

@@ -15,20 +15,20 @@ from typing import Any
 import numpy as np
 
 from .._array import to_host
-from ..activations import Identity, ReLU, Sigmoid, Tanh
 from ..errors import ConfigError
-from ..layers import Dense, Dropout, Layer
-from ..losses import (
+from ..layers.activations import Identity, ReLU, Sigmoid, Tanh
+from ..layers.base import Dense, Dropout, Layer
+from ..layers.normalization import BatchNorm
+from ..model import Model
+from ..training.losses import (
     HalfPoissonDeviance,
     HalfSquaredError,
     Loss,
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
-from ..model import Model
-from ..normalization import BatchNorm
-from ..optim import SGD, Adam, Momentum, Optimizer
-from ..regularizers import L1, L2
+from ..training.optim import SGD, Adam, Momentum, Optimizer
+from ..training.regularizers import L1, L2
 
 HIDDEN_ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
 #: The loss each output activation trains with (scikit-learn's canonical pairs).

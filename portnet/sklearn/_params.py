@@ -114,7 +114,7 @@ SHARED_PARAMETERS = """
         The hidden layers' activation.
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         'adam' and 'sgd' train in minibatches; 'lbfgs' is full-batch L-BFGS, written
-        on the Array API like the rest (:func:`portnet.lbfgs.minimize_lbfgs`), so it
+        on the Array API like the rest (:func:`portnet.training.lbfgs.minimize_lbfgs`), so it
         runs on a GPU too. For small data sets 'lbfgs' often converges faster.
     alpha : float, default=0.0001
         Strength of the L2 penalty :math:`\\frac{\\alpha}{2n}\\lVert W\\rVert^2` on the

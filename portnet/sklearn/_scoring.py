@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import inference_batch_size
+from ..training.budget import inference_batch_size
 from ._data import TrainingData
 
 

@@ -6,7 +6,7 @@
 rules on the training loss or the validation score. Per epoch the host makes two
 transfers: the shuffled order goes to the device, and the epoch's loss (with the
 validation sums) comes back. ``lbfgs`` hands the full-batch loss and gradient to
-:func:`portnet.lbfgs.minimize_lbfgs`.
+:func:`portnet.training.lbfgs.minimize_lbfgs`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle
 
 from .._array import tree_map
-from ..budget import training_batch_size
-from ..core import copy_tree
 from ..errors import ConfigError, InputError
-from ..layers import Dropout, RandomStream
-from ..lbfgs import minimize_lbfgs
-from ..rows import HostRows
+from ..layers.base import Dropout, RandomStream
+from ..training.budget import training_batch_size
+from ..training.core import copy_tree
+from ..training.lbfgs import minimize_lbfgs
+from ..training.rows import HostRows
 from ._data import TrainingData
 from ._network import solver_optimizer
 from ._scoring import ValidationScore

@@ -183,7 +183,7 @@ def _counts_line(unique, pending, out) -> str:
 def _check_backends_here(configs) -> None:
     """Each backend loads here, and compiles where a configuration asks for it."""
     from ..backends import get_backend
-    from ..compiled import check_compilable
+    from ..training.compiled import check_compilable
 
     for name, device, compile in sorted({_placement(c) for c in configs}, key=str):
         backend = get_backend(name, device)  # BackendError says what to install

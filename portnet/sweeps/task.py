@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PortnetError
-from ..run import prepare_data_of, prepare_run, train_run
-from ..run_config import RunConfig
+from ..training.run import prepare_data_of, prepare_run, train_run
+from ..training.run_config import RunConfig
 
 #: The options that say which images a run trains and is tested on.
 DATA_OPTIONS = (
@@ -165,8 +165,8 @@ def train_config(config: Mapping[str, Any], out: str | os.PathLike) -> dict[str,
     ``"skipped": True`` when the file already existed.
     """
     from .. import __version__
-    from ..allocator import retain_freed_memory
-    from ..io import atomic_write_bytes
+    from ..io.model_file import atomic_write_bytes
+    from ..tools.allocator import retain_freed_memory
 
     # A sweep worker is a process of ours that only trains: no page faults per step.
     retain_freed_memory()

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..train import Callback
+from ..training.train import Callback
 from .options import TrainingOption
 
 N_SAMPLES = 48  # 36 for training after the validation split

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, augment, conv, layers, normalization, optim, pooling, schedules
+from .. import layers
+from ..layers import activations, augment, conv, normalization, pooling
 from ..model import Model
 from ..networks import mlp
+from ..training import optim, schedules
 
 N_FEATURES, N_CLASSES, IMAGE = 12, 3, (1, 8, 8)
 

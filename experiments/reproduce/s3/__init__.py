@@ -209,7 +209,7 @@ def _options(config: dict[str, Any]) -> str:
 
 def _figures(ctx, model, history, data, config) -> list[str]:
     from experiments.reproduce import _weights_figures as wf
-    from portnet.plots import plot_curves
+    from portnet.io.plots import plot_curves
 
     hidden = "-".join(str(h) for h in config["hidden"])
     names = []

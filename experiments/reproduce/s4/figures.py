@@ -25,7 +25,7 @@ CNN_FIGURES = ("s4_cnn_curves.png", "s4_cnn_confusion.png")
 
 
 def draw_cnn_figures(ctx, data, cnn) -> list[str]:
-    from portnet.plots import plot_confusion
+    from portnet.io.plots import plot_confusion
 
     _curves(
         ctx.out / "s4_cnn_curves.png",
@@ -43,7 +43,7 @@ def draw_cnn_figures(ctx, data, cnn) -> list[str]:
 
 
 def draw_data_figures(ctx, data) -> list[str]:
-    from portnet.plots import plot_image_grid, pyplot, save_figure
+    from portnet.io.plots import plot_image_grid, pyplot, save_figure
 
     plt = pyplot()
     k = len(data["class_names"])
@@ -79,7 +79,7 @@ def draw_data_figures(ctx, data) -> list[str]:
 
 
 def draw_figures(ctx, data, single, hidden, multi) -> list[str]:
-    from portnet.plots import plot_confusion, plot_misclassified
+    from portnet.io.plots import plot_confusion, plot_misclassified
 
     names = []
     _curves(
@@ -149,7 +149,7 @@ def draw_figures(ctx, data, single, hidden, multi) -> list[str]:
 
 def _confusion_and_misclassified(ctx, data, scores, stem: str, title: str) -> list[str]:
     """The binary task's confusion matrix and misclassified grid; returns the file names."""
-    from portnet.plots import plot_confusion, plot_misclassified
+    from portnet.io.plots import plot_confusion, plot_misclassified
 
     plot_confusion(
         scores["cm"], data["binary_names"], ctx.out / f"{stem}_confusion.png", title=title
@@ -173,7 +173,7 @@ def _curves(
     loss_name: str = "binary cross-entropy",
 ):
     """Train (solid) and validation (dashed) curves of several runs, one panel per metric."""
-    from portnet.plots import pyplot, save_figure
+    from portnet.io.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.3), squeeze=False)
