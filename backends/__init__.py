@@ -29,8 +29,10 @@ __all__ = [
     "count_transfers",
     "get_backend",
     "known_backends",
+    "limit_library_threads",
     "on_backend_device",
     "ops_for",
+    "runs_on_gpu",
 ]
 
 
@@ -150,6 +152,26 @@ def available_backends() -> dict[str, str]:
         else:
             status[name] = f"ok ({backend.device_name})"
     return status
+
+
+def runs_on_gpu(name: str | None, device: str | None) -> bool:
+    """Whether a backend name and device (as a configuration gives them) mean a GPU:
+    CuPy, or torch or JAX on a ``cuda`` device. Nothing is imported."""
+    key = _ALIASES.get(str(name or "numpy").strip().lower(), str(name or "numpy").lower())
+    return key == "cupy" or (key in ("torch", "jax") and str(device or "").startswith("cuda"))
+
+
+def limit_library_threads(threads: int) -> Callable[[], None]:
+    """Limit the intra-op thread pool of each loaded array library that has its own
+    (torch's; BLAS and OpenMP pools are threadpoolctl's). Returns the undo."""
+    import sys
+
+    torch = sys.modules.get("torch")  # never imported here
+    if torch is None:
+        return lambda: None
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return lambda: torch.set_num_threads(old)
 
 
 def backend_of(array) -> Backend:

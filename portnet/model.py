@@ -265,8 +265,7 @@ class Model:
             Written atomically after every epoch. With ``resume``, an existing one is
             loaded and only the epochs left run, as an uninterrupted run would.
         compile : bool
-            Compile the step with ``jax.jit`` (jax backend only; see
-            :mod:`portnet.training.compiled`).
+            Compile the step with ``jax.jit`` (:mod:`portnet.training.compiled`).
         sample_weight : array_like, optional
             A non-negative weight per sample: a batch's loss is sum(w * loss) / sum(w).
         class_weight : dict or "balanced", optional

@@ -133,11 +133,17 @@ def test_dask_options_ask_for_a_gpu_only_on_gpu_backends(tmp_path):
     cpu = dask_options(tiny_grid()[0], str(tmp_path), 3)
     assert cpu["resources"] is None and cpu["retries"] == 3
     assert cpu["key"] == task_key(tiny_grid()[0], tmp_path)
-    for backend, device in (("cupy", None), ("cupy", "cuda:1"), ("torch", "cuda:0")):
+    for backend, device in (
+        ("cupy", None),
+        ("cupy", "cuda:1"),
+        ("torch", "cuda:0"),
+        ("jax", "cuda"),
+    ):
         gpu = {**tiny_grid()[0], "backend": backend, "device": device}
         assert needs_gpu(gpu)
         assert dask_options(gpu, str(tmp_path), 2)["resources"] == {"GPU": 1}
     assert not needs_gpu({"backend": "torch", "device": "cpu"})
+    assert not needs_gpu({"backend": "jax"}) and not needs_gpu({})
 
 
 @pytest.mark.parametrize(

@@ -89,10 +89,10 @@ def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> l
 
 
 def needs_gpu(config: Mapping[str, Any]) -> bool:
-    """Whether the configuration runs on a GPU (CuPy, or torch on a CUDA device)."""
-    backend = str(config.get("backend", "numpy")).lower()
-    device = str(config.get("device") or "")
-    return backend == "cupy" or (backend == "torch" and device.startswith("cuda"))
+    """Whether the configuration runs on a GPU (CuPy, or torch or JAX on a CUDA device)."""
+    from ..backends import runs_on_gpu
+
+    return runs_on_gpu(config.get("backend"), config.get("device"))
 
 
 def result_path(out: str | os.PathLike, config: Mapping[str, Any]) -> Path:

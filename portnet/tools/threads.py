@@ -6,7 +6,6 @@ erratically (5-50x on a busy 2-core machine); one or two threads are repeatable.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 from ..errors import ConfigError
@@ -42,13 +41,10 @@ def limit_threads(threads: int | None) -> Callable[[], None]:
         raise ConfigError(f"threads must be a positive number, got {threads}")
     from threadpoolctl import threadpool_limits
 
+    from ..backends import limit_library_threads
+
     limiter = threadpool_limits(limits=threads)
-    restore = [limiter.restore_original_limits]
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        restore.append(lambda: torch.set_num_threads(old))
+    restore = [limiter.restore_original_limits, limit_library_threads(threads)]
 
     def undo() -> None:
         for step in reversed(restore):
