@@ -290,3 +290,16 @@ def test_fashion_cli_killed_then_resumed_matches_an_uninterrupted_run(tmp_path):
     again = fashion("--resume", str(tmp_path / "killed"))
     message = again.communicate(timeout=60)[0]
     assert again.returncode == 2 and "has finished" in message and "Traceback" not in message
+
+
+def test_fashion_cli_refuses_to_resume_a_run_folder_of_an_older_layout(tmp_path):
+    """A run folder written before the run configuration (no ``format`` in its
+    config.json) is not resumed: its settings are not read back exactly."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"epochs": 4, "hidden": [32], "plots": False}))
+    (old / "checkpoint.npz").write_bytes(b"an old checkpoint")
+    resumed = fashion("--resume", str(old))
+    message = resumed.communicate(timeout=60)[0]
+    assert resumed.returncode == 2 and "Traceback" not in message
+    assert "written by an older portnet" in message and "start it again" in message
