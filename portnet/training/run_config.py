@@ -1,15 +1,15 @@
-"""A training run as one typed record: its defaults, its rules, and how it is built.
+"""A training run as one typed record: its defaults and its rules.
 
 :class:`RunConfig` holds everything a run needs: data, network, loss, optimizer and
 schedule, regularizers, augmentation, fit options and where it runs. Each field's
 default, rule and help text are written once, here; the main job's flags and YAML
-files, sweep configurations and the reproduced studies are mappings onto it, and
-:func:`portnet.prepare_run` is the one place that turns it into data, a model and
-a fit.
+files, sweep configurations and S3's settings are mappings onto it, and
+:func:`portnet.prepare_run` (:mod:`.run`) is the one place that turns it into data,
+a model and a fit.
 
->>> config = RunConfig.from_dict({"hidden": [256], "epochs": 5})
->>> result = train_run(config)          # what python -m experiments.fashion and a
->>> result.test["accuracy"]            # sweep worker both run
+>>> config = pn.RunConfig.from_dict({"hidden": [256], "epochs": 5})
+>>> result = pn.train_run(config)   # what the main job and a sweep worker both run
+>>> result.test["accuracy"]
 """
 
 from __future__ import annotations
