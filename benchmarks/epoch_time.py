@@ -29,6 +29,8 @@ from portnet.config import Number
 from . import report
 from .epoch_timing import _say, attach_op_counts, count_ops, load_data, run_group
 from .implementations import IMPLEMENTATIONS
+from .isa import add_emulation_argument, restart_emulating
+from .isa import label as isa_label
 from .machine import machine_info
 from .workloads import WORKLOADS
 
@@ -186,6 +188,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="seed of the initial weights and shuffles (default 0)",
     )
+    add_emulation_argument(parser)
+
+
+def _argv(argv: list[str] | None) -> list[str]:
+    return sys.argv[1:] if argv is None else list(argv)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,6 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``<name>.json``, ``<name>.md`` and ``<name>.png``."""
     args = parse_args(argv)
+    restart_emulating(args.emulate_isa, "benchmarks.epoch_time", _argv(argv))
     command = "python -m benchmarks.epoch_time " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
@@ -250,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         IMPLEMENTATIONS[name].unavailable_reason()
     restore_threads = pn.limit_threads(args.threads)
     retained = False if args.default_malloc else pn.retain_freed_memory()
-    machine = {**machine_info(), "freed_memory_retained": retained}
+    machine = {**machine_info(), "freed_memory_retained": retained, "emulated": isa_label()}
     _say(
         f"{args.dataset}: {data.n} images; {len(args.implementation_names)} implementations; "
         f"{args.repeats} repeat(s) of {args.epochs} epoch(s); CPU {machine['cpu_model']}, "
@@ -296,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     report.write_json(args.json, document)
     markdown = report.markdown_report(report.json_safe(document))
     report.write_markdown(out_md, markdown)
-    report.write_plot(out_png, results, f"Seconds per epoch, {args.dataset} ({data.n} images)")
+    emulated = f", {isa_label().split(' (')[0]}" if isa_label() else ""
+    report.write_plot(
+        out_png, results, f"Seconds per epoch, {args.dataset} ({data.n} images){emulated}"
+    )
     _say("")
     _say(markdown)
     _say(f"wrote {args.json}, {out_md}, {out_png}")

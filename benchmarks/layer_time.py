@@ -25,6 +25,8 @@ import portnet as pn
 from experiments.common import check_output_file, run_cli
 from portnet.config import Number
 
+from .isa import add_emulation_argument, restart_emulating
+from .isa import label as isa_label
 from .machine import cpu_model
 from .workloads import WORKLOADS
 
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave glibc's malloc as it is (returning freed memory to the kernel), to "
         "measure what portnet.retain_freed_memory saves; the experiment commands call it",
     )
+    add_emulation_argument(parser)
     return parser
 
 
@@ -150,6 +153,9 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restart_emulating(
+        args.emulate_isa, "benchmarks.layer_time", sys.argv[1:] if argv is None else argv
+    )
     if args.out:
         check_output_file(args.out, "--out")
     backend = pn.get_backend(args.backend, args.device)
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
     title = (
         f"{workload.label}: {backend.name} on {backend.device_name}, batch {args.batch_size}, "
-        f"median of {args.steps} steps, {threads}"
+        f"median of {args.steps} steps, {threads}" + (f", {isa_label()}" if isa_label() else "")
     )
     # The CPU and how busy it was: a shared machine's timings mean little without them.
     table = markdown_table(rows, title) + (

@@ -14,6 +14,10 @@ from typing import Any
 _ENV_VARS = (
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "PORTNET_EMULATED_ISA",
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -80,6 +84,7 @@ def _torch_info() -> dict[str, Any] | None:
         "num_interop_threads": torch.get_num_interop_threads(),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "mkl": bool(torch.backends.mkl.is_available()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "blas_config": blas,
         "cuda_available": bool(torch.cuda.is_available()),
     }

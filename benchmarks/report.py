@@ -166,6 +166,7 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
         f"- Versions: {versions}",
         f"- Thread pools (threadpoolctl): {pools}",
         f"- Environment: {env or 'none of the recorded variables set'}",
+        *([f"- Kernels: {machine['emulated']}"] if machine.get("emulated") else []),
     ]
     if "freed_memory_retained" in machine:
         lines.append(
@@ -208,9 +209,12 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
 def markdown_report(document: dict[str, Any]) -> str:
     """The whole Markdown report: settings, timing tables, op counts, transfers, notes."""
     settings, results = document["settings"], document["results"]
+    emulated = document["machine"].get("emulated")
     out = [
-        "# Epoch time: portnet and the alternatives",
+        "# Epoch time: portnet and the alternatives"
+        + (f" ({emulated.split(' (')[0]})" if emulated else ""),
         "",
+        *([f"**Emulated:** {emulated}; see the machine record below.", ""] if emulated else []),
         f"Command: `{document['command']}`",
         "",
         f"{settings['dataset']}, {settings['train_size']} training images, float32 inputs in "
