@@ -157,7 +157,8 @@ def available_backends() -> dict[str, str]:
 def runs_on_gpu(name: str | None, device: str | None) -> bool:
     """Whether a backend name and device (as a configuration gives them) mean a GPU:
     CuPy, or torch or JAX on a ``cuda`` device. Nothing is imported."""
-    key = _ALIASES.get(str(name or "numpy").strip().lower(), str(name or "numpy").lower())
+    key = str(name or "numpy").strip().lower()
+    key = _ALIASES.get(key, key)
     return key == "cupy" or (key in ("torch", "jax") and str(device or "").startswith("cuda"))
 
 

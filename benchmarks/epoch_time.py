@@ -31,6 +31,7 @@ from .epoch_timing import _say, attach_op_counts, count_ops, load_data, run_grou
 from .implementations import IMPLEMENTATIONS
 from .isa import add_emulation_argument, restart_emulating
 from .isa import label as isa_label
+from .isa import title as isa_title
 from .machine import machine_info
 from .workloads import WORKLOADS
 
@@ -191,10 +192,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_emulation_argument(parser)
 
 
-def _argv(argv: list[str] | None) -> list[str]:
-    return sys.argv[1:] if argv is None else list(argv)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate the command line; fills in the defaults that depend on ``--quick``."""
     parser = build_parser()
@@ -247,7 +244,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``<name>.json``, ``<name>.md`` and ``<name>.png``."""
     args = parse_args(argv)
-    restart_emulating(args.emulate_isa, "benchmarks.epoch_time", _argv(argv))
+    restart_emulating(args.emulate_isa, "benchmarks.epoch_time", argv)
     command = "python -m benchmarks.epoch_time " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
@@ -304,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     report.write_json(args.json, document)
     markdown = report.markdown_report(report.json_safe(document))
     report.write_markdown(out_md, markdown)
-    emulated = f", {isa_label().split(' (')[0]}" if isa_label() else ""
+    emulated = f", {isa_title()}" if isa_title() else ""
     report.write_plot(
         out_png, results, f"Seconds per epoch, {args.dataset} ({data.n} images){emulated}"
     )

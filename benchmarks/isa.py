@@ -85,16 +85,24 @@ def emulated_isa() -> str | None:
     return os.environ.get(MARKER) or None
 
 
-def restart_emulating(isa: str | None, module: str, argv: list[str]) -> None:
-    """Re-run ``python -m module argv`` with ``isa``'s variables set, unless this
-    process already emulates it (the libraries read them only when they load)."""
+def restart_emulating(isa: str | None, module: str, argv: list[str] | None) -> None:
+    """Re-run ``python -m module argv`` (``argv`` None: this process's arguments) with
+    ``isa``'s variables set, unless this process already emulates it (the libraries
+    read them only when they load)."""
     if isa is None or emulated_isa() == isa:
         return
     if emulated_isa() is not None:
         raise ConfigError(f"this process already emulates {emulated_isa()}, not {isa}")
     env = {**os.environ, **emulation_environment(isa, cpu_flags())}
+    argv = sys.argv[1:] if argv is None else list(argv)
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+
+
+def title(isa: str | None = None) -> str:
+    """``"emulated AVX2"``, or ``""`` without emulation: for headings and plot titles."""
+    isa = isa or emulated_isa()
+    return "" if isa is None else f"emulated {isa.upper()}"
 
 
 def label(isa: str | None = None) -> str:
@@ -103,4 +111,4 @@ def label(isa: str | None = None) -> str:
     if isa is None:
         return ""
     settings = ", ".join(f"{k}={v}" for k, v in ISA_ENVIRONMENTS[isa].items())
-    return f"emulated {isa.upper()} ({settings})"
+    return f"{title(isa)} ({settings})"

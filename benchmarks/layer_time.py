@@ -153,9 +153,7 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    restart_emulating(
-        args.emulate_isa, "benchmarks.layer_time", sys.argv[1:] if argv is None else argv
-    )
+    restart_emulating(args.emulate_isa, "benchmarks.layer_time", argv)
     if args.out:
         check_output_file(args.out, "--out")
     backend = pn.get_backend(args.backend, args.device)

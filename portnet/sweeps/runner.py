@@ -185,14 +185,11 @@ def _check_backends_here(configs) -> None:
     from ..backends import get_backend
     from ..training.compiled import check_compilable
 
-    for name, device, compile in sorted({_placement(c) for c in configs}, key=str):
+    placements = {(c["backend"], c["device"], c["compile"]) for c in configs}
+    for name, device, compile in sorted(placements, key=str):
         backend = get_backend(name, device)  # BackendError says what to install
         if compile:
             check_compilable(backend)
-
-
-def _placement(config) -> tuple:
-    return config["backend"], config["device"], config["compile"]
 
 
 def _collect(items, report, in_process: bool = False) -> None:

@@ -236,10 +236,7 @@ def gradient_check(
         model64.set_weights(weights)
         X_dev, y_dev = model64.prepare_data(to_host(X).astype(np.float64), to_host(y))
         trainer = model64.trainer
-        host = [
-            {k: np.array(v, dtype=np.float64) for k, v in layer.items()}
-            for layer in weights[: len(trainer.layers)]
-        ]
+        host = [{k: np.array(v, dtype=np.float64) for k, v in layer.items()} for layer in weights]
         objective, grads = _training_loss(trainer, backend, host, X_dev, y_dev)
         if entries is None:
             entries = _random_entries(host, trainer.network.layers, n_per_param, seed)

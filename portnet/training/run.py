@@ -91,7 +91,6 @@ class PreparedRun:
             epochs=config.epochs,
             batch_size=config.batch_size,
             patience=config.patience,
-            seed=config.run_seed(),
             compile=config.compile,
             verbose=verbose,
             **options,
