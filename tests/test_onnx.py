@@ -212,3 +212,16 @@ def test_cli_export_onnx_needs_evaluate(capsys):
         fashion.main(["--export-onnx", "model.onnx"])
     assert info.value.code == 2
     assert "--evaluate RUN_DIR" in capsys.readouterr().err
+
+
+def test_winograd_convolutions_export(onnx_export):
+    """Winograd's layers (one chosen by "auto", one odd-sized) record and run in ONNX."""
+    layers = [pn.Conv2D(1, 8, 3, padding=1), pn.ReLU(), pn.Conv2D(8, 4, 3, padding=1)]
+    layers += [pn.BatchNorm(4), pn.ReLU(), pn.Conv2D(4, 3, 3, algorithm="winograd")]
+    assert layers[2].uses_winograd and layers[5].uses_winograd
+    model = pn.Model([*layers, pn.Flatten(), pn.Dense(3 * 5 * 5, 3)], backend="numpy")
+    X = np.random.default_rng(0).random((5, 1, 7, 7), dtype=np.float32)
+    got = onnx_export.run_onnx(onnx_export.to_onnx(model, input_shape=(1, 7, 7)), X)
+    xp = model.backend.xp
+    logits, _ = model.trainer.network.forward(model.state.params, X, Context(xp=xp))
+    assert np.max(np.abs(got - model.loss.probabilities(xp, logits))) <= 1e-5

@@ -70,25 +70,34 @@ def to_nchw(xp: Any, x: Any) -> Any:
     return xp.permute_dims(x, (0, 3, 1, 2))
 
 
-def pad_nhwc(xp: Any, x: Any, padding: tuple[int, int], value: float, inplace: bool) -> Any:
-    """``x`` (``N x H x W x C``) with ``padding`` rows and columns of ``value`` on each side."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def pad_nhwc(
+    xp: Any,
+    x: Any,
+    padding: tuple[int, int],
+    value: float,
+    inplace: bool,
+    extra: tuple[int, int] = (0, 0),
+) -> Any:
+    """``x`` (``N x H x W x C``) with ``padding`` rows and columns of ``value`` on each
+    side, and ``extra`` more after the last row and column."""
+    (ph, pw), (eh, ew) = padding, extra
+    if ph == pw == eh == ew == 0:
         return x
     if inplace:
         n, h, w, c = x.shape
         dev = device_of(x)
         # One filled buffer and one copy: NumPy's concat along inner axes of a 4-D
         # array moves many small blocks and was measured ~10x slower.
-        out = xp.full((n, h + 2 * ph, w + 2 * pw, c), value, dtype=x.dtype, device=dev)
+        shape = (n, h + 2 * ph + eh, w + 2 * pw + ew, c)
+        out = xp.full(shape, value, dtype=x.dtype, device=dev)
         out[:, ph : ph + h, pw : pw + w, :] = x
         return out
-    if ph:
-        rows = _border(xp, x, 1, ph, value)
-        x = xp.concat([rows, x, rows], axis=1)
-    if pw:
-        cols = _border(xp, x, 2, pw, value)
-        x = xp.concat([cols, x, cols], axis=2)
+    if ph or eh:
+        before = [_border(xp, x, 1, ph, value)] if ph else []
+        x = xp.concat(before + [x, _border(xp, x, 1, ph + eh, value)], axis=1)
+    if pw or ew:
+        before = [_border(xp, x, 2, pw, value)] if pw else []
+        x = xp.concat(before + [x, _border(xp, x, 2, pw + ew, value)], axis=2)
     return x
 
 

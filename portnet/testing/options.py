@@ -50,6 +50,19 @@ def _cnn_strided() -> list[layers.Layer]:
     ]
 
 
+def _cnn_winograd() -> list[layers.Layer]:
+    # Winograd's F(2x2, 3x3) on 8x8, then on 7x7 (odd: tiles past the edge are cropped).
+    return [
+        conv.Reshape(IMAGE),
+        conv.Conv2D(1, 4, 3, padding=1, algorithm="winograd"),
+        activations.ReLU(),
+        pooling.AvgPool2D(2, stride=1),
+        conv.Conv2D(4, 3, 3, padding=1, bias=False, algorithm="winograd"),
+        conv.Flatten(),
+        layers.Dense(3 * 7 * 7, N_CLASSES),
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingOption:
     """One option to train: layers, loss, optimizer, penalties, target form and fit flags.
@@ -191,6 +204,7 @@ OPTIONS: tuple[TrainingOption, ...] = (
     ),
     TrainingOption("cnn-maxpool", _cnn_maxpool, lambda: optim.Adam(1e-2), image=True),
     TrainingOption("cnn-strided-pools", _cnn_strided, image=True),
+    TrainingOption("cnn-winograd", _cnn_winograd, lambda: optim.Adam(1e-2), image=True),
     TrainingOption(
         "early-stopping",
         _dense(),
