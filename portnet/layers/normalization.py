@@ -163,9 +163,12 @@ class BatchNorm(Layer):
                 return _from_rows(xp, d * tile(scale), x_shape), grads
             dgamma = colsum(d * centered) * inv_std
             grads["gamma"] = dgamma
-            dx = d * tile(scale)
-            dx = ops.sub(dx, centered * tile(scale * inv_std * dgamma * (1.0 / m)))
-            dx = ops.sub(dx, tile(scale * dbeta * (1.0 / m)))
+            # a d - (x_c k + a dbeta / m), with k = a s dgamma / m: d is consumed (scaled
+            # in place where allowed) and the correction is one fresh product, shifted
+            # in place, so the pass count is that of the equation.
+            correction = centered * tile(scale * inv_std * dgamma * (1.0 / m))
+            correction = ops.add(correction, tile(scale * dbeta * (1.0 / m)))
+            dx = ops.sub(ops.mul(d, tile(scale)), correction)
             return _from_rows(xp, dx, x_shape), grads
 
         return _from_rows(xp, y, x_shape), backprop, new_state
