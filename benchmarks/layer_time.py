@@ -24,6 +24,7 @@ import numpy as np
 import portnet as pn
 from experiments.common import check_output_file, run_cli
 from portnet.config import Number
+from portnet.errors import ConfigError
 
 from .isa import add_emulation_argument, restart_emulating
 from .isa import label as isa_label
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave glibc's malloc as it is (returning freed memory to the kernel), to "
         "measure what portnet.retain_freed_memory saves; the experiment commands call it",
+    )
+    parser.add_argument(
+        "--against-torch",
+        action="store_true",
+        help="also time native torch's own modules for the same layers (nn.Conv2d, "
+        "nn.BatchNorm2d, ...; autograd, one layer at a time) and add their columns",
     )
     add_emulation_argument(parser)
     return parser
@@ -122,6 +129,48 @@ def time_layers(
     ]
 
 
+def time_torch_layers(workload, batch_size: int, steps: int, seed: int = 0) -> list[dict]:
+    """Median forward and backward seconds per step of native torch's module for each
+    layer of a CNN workload (:func:`benchmarks.impl_torch._torch_layer_list`).
+
+    Each module runs on the detached output of the one before, so autograd's backward
+    of one module is timed alone; the first module gets no input gradient, as in
+    portnet's step. Returns ``{"forward_s", "backprop_s"}`` per layer.
+    """
+    import torch
+
+    from .impl_torch import _torch_layer_list
+
+    modules = _torch_layer_list(workload, seed).train()
+    rng = np.random.default_rng(seed + 1)
+    x0 = torch.from_numpy(rng.random((batch_size, 784), dtype=np.float32))
+    forward = [[] for _ in modules]
+    backward = [[] for _ in modules]
+    for step in range(steps + 1):
+        x, inputs, outputs = x0, [], []
+        for i, module in enumerate(modules):
+            x = x.detach().requires_grad_(i > 0)
+            start = time.perf_counter()
+            y = module(x)
+            if step:
+                forward[i].append(time.perf_counter() - start)
+            inputs.append(x)
+            outputs.append(y)
+            x = y
+        dy = torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32))
+        for i in range(len(modules) - 1, -1, -1):
+            start = time.perf_counter()
+            if outputs[i].requires_grad:
+                outputs[i].backward(dy)
+            if step:
+                backward[i].append(time.perf_counter() - start)
+            dy = inputs[i].grad
+    return [
+        {"forward_s": statistics.median(f), "backprop_s": statistics.median(b)}
+        for f, b in zip(forward, backward, strict=True)
+    ]
+
+
 def _load_average() -> str:
     return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
 
@@ -133,22 +182,34 @@ def _describe(layer: pn.Layer) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
-    """The rows as a Markdown table, with each layer's share of the step."""
+    """The rows as a Markdown table, with each layer's share of the step; with
+    ``torch_forward_s``/``torch_backprop_s`` in the rows, native torch's columns too."""
     total = sum(r["forward_s"] + r["backprop_s"] for r in rows)
-    lines = [
-        f"## {title}",
-        "",
-        "| # | layer | forward ms | backprop ms | share of step |",
-        "|---|---|---|---|---|",
-    ]
+    torch = "torch_forward_s" in rows[0]
+    head = "| # | layer | forward ms | backprop ms | share of step |"
+    rule = "|---|---|---|---|---|"
+    if torch:
+        head += " torch forward ms | torch backward ms | x torch |"
+        rule += "---|---|---|"
+    lines = [f"## {title}", "", head, rule]
     for r in rows:
         both = r["forward_s"] + r["backprop_s"]
-        lines.append(
+        line = (
             f"| {r['index']} | {r['layer']} | {r['forward_s'] * 1e3:.2f} | "
             f"{r['backprop_s'] * 1e3:.2f} | {100 * both / total:.1f} % |"
         )
-    lines += ["", f"Step total (sum of medians): {total * 1e3:.1f} ms.", ""]
-    return "\n".join(lines)
+        if torch:
+            theirs = r["torch_forward_s"] + r["torch_backprop_s"]
+            line += (
+                f" {r['torch_forward_s'] * 1e3:.2f} | {r['torch_backprop_s'] * 1e3:.2f} | "
+                f"{both / theirs:.2f} |"
+            )
+        lines.append(line)
+    lines += ["", f"Step total (sum of medians): {total * 1e3:.1f} ms."]
+    if torch:
+        theirs = sum(r["torch_forward_s"] + r["torch_backprop_s"] for r in rows)
+        lines[-1] += f" Native torch, layer by layer: {theirs * 1e3:.1f} ms ({total / theirs:.2f}x)."
+    return "\n".join(lines + [""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,12 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         check_output_file(args.out, "--out")
     backend = pn.get_backend(args.backend, args.device)
+    workload = WORKLOADS[args.workload]
+    if args.against_torch:
+        if workload.kind != "cnn":
+            raise ConfigError("--against-torch compares the layers of the cnn workload only")
+        import torch  # noqa: F401  before limit_threads, which limits loaded libraries only
     restore_threads = pn.limit_threads(args.threads)
     if not args.default_malloc:
         pn.retain_freed_memory()
-    workload = WORKLOADS[args.workload]
     load_before = _load_average()
     rows = time_layers(workload.portnet_layers(), backend, args.batch_size, args.steps)
+    if args.against_torch:
+        native = time_torch_layers(workload, args.batch_size, args.steps)
+        for row, theirs in zip(rows, native, strict=True):
+            row.update({f"torch_{key}": value for key, value in theirs.items()})
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
     title = (
         f"{workload.label}: {backend.name} on {backend.device_name}, batch {args.batch_size}, "

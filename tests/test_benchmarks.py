@@ -382,3 +382,39 @@ def test_native_torch_shift_moves_each_image_within_the_limit():
         moves.update(found)
     assert len(moves) > 1
     assert torch.equal(shift.eval()(x), x)
+
+
+def test_layer_time_against_torch_adds_native_columns():
+    """Native torch's modules are timed layer by layer beside portnet's, and the ratio
+    column is portnet's forward + backprop over torch's."""
+    pytest.importorskip("torch")
+    from benchmarks.layer_time import markdown_table, time_torch_layers
+    from benchmarks.workloads import WORKLOADS
+
+    workload = WORKLOADS["cnn"]
+    native = time_torch_layers(workload, batch_size=4, steps=1)
+    assert len(native) == len(workload.portnet_layers())
+    # Every layer but the shape-only ones does work in its forward pass.
+    assert all(r["forward_s"] > 0 and r["backprop_s"] >= 0 for r in native)
+    rows = [
+        {"index": i, "layer": "L", "forward_s": 2e-3, "backprop_s": 1e-3}
+        | {f"torch_{k}": v for k, v in r.items()}
+        for i, r in enumerate(native)
+    ]
+    table = markdown_table(rows, "t")
+    cells = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("| 3 ")]
+    ratio = 3e-3 / (native[3]["forward_s"] + native[3]["backprop_s"])
+    assert float(cells[0][7]) == pytest.approx(ratio, rel=0.01, abs=0.006)
+    assert "Native torch, layer by layer" in table
+
+
+def test_layer_time_against_torch_needs_the_cnn():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.layer_time", "--workload", "mlp-s3", "--against-torch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "cnn workload only" in proc.stderr
