@@ -216,7 +216,7 @@ def test_cli_export_onnx_needs_evaluate(capsys):
 
 def test_winograd_convolutions_export(onnx_export):
     """Winograd's layers (one chosen by "auto", one odd-sized) record and run in ONNX."""
-    layers = [pn.Conv2D(1, 8, 3, padding=1), pn.ReLU(), pn.Conv2D(8, 4, 3, padding=1)]
+    layers = [pn.Conv2D(1, 32, 3, padding=1), pn.ReLU(), pn.Conv2D(32, 4, 3, padding=1)]
     layers += [pn.BatchNorm(4), pn.ReLU(), pn.Conv2D(4, 3, 3, algorithm="winograd")]
     assert layers[2].uses_winograd and layers[5].uses_winograd
     model = pn.Model([*layers, pn.Flatten(), pn.Dense(3 * 5 * 5, 3)], backend="numpy")
