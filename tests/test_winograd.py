@@ -105,3 +105,38 @@ def test_algorithm_is_saved_only_when_chosen():
     layer = Conv2D(2, 2, 3, algorithm="winograd")
     assert layer.get_config()["algorithm"] == "winograd"
     assert Conv2D(**layer.get_config()).algorithm == "winograd"
+
+
+def test_winograd_adds_a_fixed_few_kernels_and_no_sync():
+    """On the emulated CuPy a Winograd layer's step uploads and downloads nothing and
+    launches a fixed few more kernels than im2col (its transforms, built from eye
+    rows, and the tile products), however many channels it has."""
+    import dataclasses
+
+    from portnet import layers
+    from portnet.layers import activations, conv, pooling
+    from portnet.testing.audit import audit_emulated_cupy
+    from portnet.testing.options import IMAGE, N_CLASSES, option
+
+    def network(algorithm, channels):
+        return lambda: [
+            conv.Reshape(IMAGE),
+            conv.Conv2D(1, channels, 3, padding=1, algorithm="im2col"),
+            activations.ReLU(),
+            conv.Conv2D(channels, channels, 3, padding=1, algorithm=algorithm),
+            pooling.MaxPool2D(2),
+            conv.Flatten(),
+            layers.Dense(channels * 4 * 4, N_CLASSES),
+        ]
+
+    base = option("cnn-winograd")
+    extra = []
+    for channels in (4, 8):
+        counts = {}
+        for algorithm in ("im2col", "winograd"):
+            image = dataclasses.replace(base, make_layers=network(algorithm, channels))
+            audit = audit_emulated_cupy(image)
+            assert audit.worst_step["uploads"] == audit.worst_step["downloads"] == 0, audit
+            counts[algorithm] = audit.per_step["kernels"]
+        extra.append(counts["winograd"] - counts["im2col"])
+    assert extra[0] == extra[1] and 0 < extra[0] <= 60, extra
