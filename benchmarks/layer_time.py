@@ -208,7 +208,8 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
     lines += ["", f"Step total (sum of medians): {total * 1e3:.1f} ms."]
     if torch:
         theirs = sum(r["torch_forward_s"] + r["torch_backprop_s"] for r in rows)
-        lines[-1] += f" Native torch, layer by layer: {theirs * 1e3:.1f} ms ({total / theirs:.2f}x)."
+        native = f" Native torch, layer by layer: {theirs * 1e3:.1f} ms ({total / theirs:.2f}x)."
+        lines[-1] += native
     return "\n".join(lines + [""])
 
 

@@ -3,8 +3,9 @@ r"""Convolution and shape layers on channels-first images, written against the A
 :class:`Conv2D` is im2col plus one matrix product, and its backward pass folds
 window gradients back (col2im); both are made of shifted basic slices of a
 channels-last view, as :mod:`portnet.layers.windows` explains (the standard has no
-``as_strided`` and no scatter). :class:`Flatten` and :class:`Reshape` connect
-image layers to dense ones.
+``as_strided`` and no scatter). 3x3 stride-1 layers with many input channels use
+Winograd's F(2x2, 3x3) instead (:mod:`portnet.layers.winograd`). :class:`Flatten`
+and :class:`Reshape` connect image layers to dense ones.
 
 The pooling layers are in :mod:`portnet.layers.pooling`.
 """

@@ -107,11 +107,10 @@ def conv3x3(xp: Any, xh: Any, weight: Any, padding: tuple[int, int], inplace: bo
         if not need_dx:
             return None, dweight
         dv = xp.reshape(xp.matmul(dm, xp.matrix_transpose(u)), (TILE * TILE, -1))
-        dtiles = xp.reshape(xp.matmul(xp.matrix_transpose(t["B"]), dv), (TILE * TILE, -1, th, tw, c))
-        dxpad = fold_slices(
-            xp, (dtiles[k, ...] for k in range(TILE * TILE)), (TILE, TILE), (OUT, OUT),
-            padded_hw, inplace,
-        )
+        dtiles = xp.matmul(xp.matrix_transpose(t["B"]), dv)
+        dtiles = xp.reshape(dtiles, (TILE * TILE, -1, th, tw, c))
+        pieces = (dtiles[k, ...] for k in range(TILE * TILE))
+        dxpad = fold_slices(xp, pieces, (TILE, TILE), (OUT, OUT), padded_hw, inplace)
         return dxpad[:, ph : ph + h, pw : pw + w, :], dweight
 
     return y, backprop
