@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--against-torch",
         action="store_true",
-        help="also time native torch's own modules for the same layers (nn.Conv2d, "
-        "nn.BatchNorm2d, ...; autograd, one layer at a time) and add their columns",
+        help="also time native torch's own modules for the same layers on the CPU "
+        "(nn.Conv2d, nn.BatchNorm2d, ...; autograd, one layer at a time) and add their "
+        "columns",
     )
     add_emulation_argument(parser)
     return parser
