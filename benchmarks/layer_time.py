@@ -132,7 +132,7 @@ def time_layers(
 
 def time_torch_layers(workload, batch_size: int, steps: int, seed: int = 0) -> list[dict]:
     """Median forward and backward seconds per step of native torch's module for each
-    layer of a CNN workload (:func:`benchmarks.impl_torch._torch_layer_list`).
+    layer of a CNN workload (:func:`benchmarks.impl_torch.build_torch_network`).
 
     Each module runs on the detached output of the one before, so autograd's backward
     of one module is timed alone; the first module gets no input gradient, as in
@@ -140,9 +140,9 @@ def time_torch_layers(workload, batch_size: int, steps: int, seed: int = 0) -> l
     """
     import torch
 
-    from .impl_torch import _torch_layer_list
+    from .impl_torch import build_torch_network
 
-    modules = _torch_layer_list(workload, seed).train()
+    modules = build_torch_network(workload, seed).train()
     rng = np.random.default_rng(seed + 1)
     x0 = torch.from_numpy(rng.random((batch_size, 784), dtype=np.float32))
     forward = [[] for _ in modules]
@@ -186,10 +186,10 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
     """The rows as a Markdown table, with each layer's share of the step; with
     ``torch_forward_s``/``torch_backprop_s`` in the rows, native torch's columns too."""
     total = sum(r["forward_s"] + r["backprop_s"] for r in rows)
-    torch = "torch_forward_s" in rows[0]
+    against_torch = "torch_forward_s" in rows[0]
     head = "| # | layer | forward ms | backprop ms | share of step |"
     rule = "|---|---|---|---|---|"
-    if torch:
+    if against_torch:
         head += " torch forward ms | torch backward ms | x torch |"
         rule += "---|---|---|"
     lines = [f"## {title}", "", head, rule]
@@ -199,7 +199,7 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
             f"| {r['index']} | {r['layer']} | {r['forward_s'] * 1e3:.2f} | "
             f"{r['backprop_s'] * 1e3:.2f} | {100 * both / total:.1f} % |"
         )
-        if torch:
+        if against_torch:
             theirs = r["torch_forward_s"] + r["torch_backprop_s"]
             line += (
                 f" {r['torch_forward_s'] * 1e3:.2f} | {r['torch_backprop_s'] * 1e3:.2f} | "
@@ -207,7 +207,7 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
             )
         lines.append(line)
     lines += ["", f"Step total (sum of medians): {total * 1e3:.1f} ms."]
-    if torch:
+    if against_torch:
         theirs = sum(r["torch_forward_s"] + r["torch_backprop_s"] for r in rows)
         native = f" Native torch, layer by layer: {theirs * 1e3:.1f} ms ({total / theirs:.2f}x)."
         lines[-1] += native
