@@ -88,6 +88,31 @@ def test_moving_average_and_descent_follow_the_mode():
         assert (stepped is p) is ops.inplace
 
 
+@pytest.mark.parametrize("inplace", [True, False])
+def test_fused_products_give_x_times_a_plus_b_in_either_mode(backend, inplace):
+    """multiply_add and add_product equal the two-pass formula (torch fuses them, so
+    its rounding may differ in the last place); only add_product's accumulator may
+    be updated, and only in place mode; the row factors broadcast along the rows."""
+    ops = backend.ops
+    if inplace and not ops.can_mutate:
+        pytest.skip(f"{backend.name} arrays cannot be updated in place")
+    ops = ops.with_inplace(inplace)
+    rng = np.random.default_rng(0)
+    x_h, acc_h = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    a_h, b_h = rng.standard_normal((2, 6)).astype(np.float32)
+    x, a, b, acc = (backend.asarray(v.copy()) for v in (x_h, a_h, b_h, acc_h))  # unshared
+    y = ops.multiply_add(x, a, b)
+    np.testing.assert_allclose(backend.to_numpy(y), x_h * a_h + b_h, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(backend.to_numpy(x), x_h)  # nothing was changed
+    np.testing.assert_array_equal(backend.to_numpy(b), b_h)
+    z = ops.add_product(acc, x, a)
+    np.testing.assert_allclose(backend.to_numpy(z), acc_h + x_h * a_h, rtol=1e-6, atol=1e-6)
+    assert (z is acc) is inplace
+    if not inplace:
+        np.testing.assert_array_equal(backend.to_numpy(acc), acc_h)
+    assert str(y.dtype) == str(z.dtype) == str(x.dtype)
+
+
 def test_ops_is_a_leaf_that_imports_only_errors():
     tree = ast.parse((ROOT / "backends" / "ops.py").read_text())
     imported = set()

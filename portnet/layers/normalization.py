@@ -60,7 +60,8 @@ class BatchNorm(Layer):
     and in inference mode :math:`\partial x = a_{run}\,\delta` (the statistics are
     constants). Only per-channel vectors are formed besides the activation-sized
     passes: forward 4 (:math:`x_c`, :math:`x_c^2`, :math:`a x_c`, :math:`+\beta`) and
-    backprop 5, plus 3 reading sums.
+    backprop 5, plus 3 reading sums; on torch the products with a sum are fused
+    (:meth:`~portnet.backends.ops.Ops.multiply_add`), forward 3 and backprop 3.
 
     Images are handled as an ``(N, H W C)`` matrix: a free view of the channels-last
     memory that :class:`~portnet.layers.conv.Conv2D` produces (see :mod:`portnet.layers.windows`),
@@ -144,13 +145,13 @@ class BatchNorm(Layer):
             }
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             scale = gamma * inv_std
-            y = ops.add(centered * tile(scale), tile(params["beta"]))
+            y = ops.multiply_add(centered, tile(scale), tile(params["beta"]))
         else:
             inv_std = 1.0 / xp.sqrt(params["running_var"] + self.eps)
             scale = gamma * inv_std
             # Statistics are constants: y = x a + (beta - mean a), two passes.
             shift = params["beta"] - params["running_mean"] * scale
-            y = ops.add(rows * tile(scale), tile(shift))
+            y = ops.multiply_add(rows, tile(scale), tile(shift))
         training = ctx.training
 
         def backprop(dy):
@@ -163,12 +164,14 @@ class BatchNorm(Layer):
                 return _from_rows(xp, d * tile(scale), x_shape), grads
             dgamma = colsum(d * centered) * inv_std
             grads["gamma"] = dgamma
-            # a d - (x_c k + a dbeta / m), with k = a s dgamma / m: d is consumed (scaled
-            # in place where allowed) and the correction is one fresh product, shifted
-            # in place, so the pass count is that of the equation.
-            correction = centered * tile(scale * inv_std * dgamma * (1.0 / m))
-            correction = ops.add(correction, tile(scale * dbeta * (1.0 / m)))
-            dx = ops.sub(ops.mul(d, tile(scale)), correction)
+            # x_c (-k) - a dbeta / m + a d, with k = a s dgamma / m: two fused products
+            # (one pass each on torch), the signs folded into the per-channel factors.
+            dx = ops.multiply_add(
+                centered,
+                tile(scale * inv_std * dgamma * (-1.0 / m)),
+                tile(scale * dbeta * (-1.0 / m)),
+            )
+            dx = ops.add_product(dx, d, tile(scale))
             return _from_rows(xp, dx, x_shape), grads
 
         return _from_rows(xp, y, x_shape), backprop, new_state
