@@ -139,6 +139,24 @@ class Ops:
         r""":math:`\max(x, 0)` element-wise."""
         return self.maximum(x, 0.0)
 
+    def relu_backprop(self, dy: Any, y: Any) -> Any:
+        r""":math:`\delta \cdot [y > 0]` for a ReLU's output :math:`y \ge 0`; ``dy`` is
+        consumed (masked in place) where allowed.
+
+        torch multiplies by ``sign(y)``, which is that mask as floats because
+        :math:`y \ge 0`: its float-by-bool product was measured 3x slower than a
+        float one. NumPy and CuPy multiply by the bool mask directly (faster there
+        than making a float one); the standard defines no float-bool promotion, so
+        elsewhere the mask is cast.
+        """
+        if self.library == "torch":
+            mask = self.native.sign(y)
+        elif self.library in _UFUNC:
+            mask = y > 0
+        else:
+            mask = self.xp.astype(y > 0, dy.dtype)
+        return self.mul(dy, mask)
+
     def clip(self, x: Any, low: float, high: float) -> Any:
         r""":math:`\min(\max(x, a), b)` element-wise, for Python scalars :math:`a \le b`."""
         if self.library == "cupy":

@@ -113,6 +113,23 @@ def test_fused_products_give_x_times_a_plus_b_in_either_mode(backend, inplace):
     assert str(y.dtype) == str(z.dtype) == str(x.dtype)
 
 
+@pytest.mark.parametrize("inplace", [True, False])
+def test_relu_backprop_masks_where_the_output_is_positive(backend, inplace):
+    """Each library's mask (torch's sign of the output) gives dy [y > 0], zeros and
+    NaN outputs masked off, with dy consumed in place mode only."""
+    ops = backend.ops
+    if inplace and not ops.can_mutate:
+        pytest.skip(f"{backend.name} arrays cannot be updated in place")
+    ops = ops.with_inplace(inplace)
+    y_h = np.array([[0.0, 2.5, float("nan")], [1e-30, 0.0, 7.0]], dtype=np.float32)
+    dy_h = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]], dtype=np.float32)
+    y, dy = backend.asarray(y_h.copy()), backend.asarray(dy_h.copy())
+    dx = ops.relu_backprop(dy, y)
+    assert str(dx.dtype).endswith("float32")  # "torch.float32" on torch
+    np.testing.assert_array_equal(backend.to_numpy(dx), [[0.0, -2.0, 0.0], [4.0, 0.0, -6.0]])
+    assert (dx is dy) is inplace
+
+
 def test_ops_is_a_leaf_that_imports_only_errors():
     tree = ast.parse((ROOT / "backends" / "ops.py").read_text())
     imported = set()

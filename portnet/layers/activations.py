@@ -29,16 +29,12 @@ class ReLU(Layer):
     r""":math:`y = \max(x, 0)`; :math:`\partial x = \delta \cdot [x > 0]`."""
 
     def forward(self, params, x, ctx):
-        xp = ctx.xp
         y = ctx.ops.relu(x)
 
         def backprop(dy):
-            if ctx.ops.inplace:
-                # In training, each backprop hands a fresh gradient to the layer before
-                # it, so masking it in place saves a float copy of the mask and an array.
-                dy *= y > 0
-                return dy, {}
-            return dy * xp.astype(y > 0, dy.dtype), {}
+            # In training, each backprop hands a fresh gradient to the layer before it,
+            # so masking it in place (where allowed) saves an array.
+            return ctx.ops.relu_backprop(dy, y), {}
 
         return y, backprop
 
