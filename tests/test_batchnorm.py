@@ -5,8 +5,11 @@ the optimizer does not, save/load keeps them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from helpers.arrays import assert_on_backend, f32, host_copies, tolerance
 
 import portnet as pn
@@ -14,6 +17,7 @@ from portnet.layers.conv import Conv2D, Flatten, Reshape
 from portnet.layers.normalization import BatchNorm
 
 GRAD_TOL = 1e-6
+CNN_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cnn.yaml"
 SHAPES = {"NxF": (6, 4), "NxCxHxW": (3, 4, 3, 2)}
 
 
@@ -171,3 +175,36 @@ def test_cnn_with_batchnorm_trains(numpy_backend):
     history = model.fit(X.reshape(128, 36), y, epochs=5, batch_size=16, verbose=0)
     assert history.history["train_loss"][-1] < 0.5 * history.history["train_loss"][0]
     assert not np.allclose(model.get_weights()[2]["running_mean"], 0.0)
+
+
+def test_a_convolution_bias_before_batchnorm_changes_nothing(backend64):
+    """Why experiments/configs/cnn.yaml's convolutions have no bias: in training the
+    BatchNorm after them subtracts each channel's batch mean, so a per-channel bias
+    leaves the output and the weight gradient as they are, and its own gradient is 0."""
+    rng = np.random.default_rng(3)
+    x_h, dy_h = rng.normal(size=(4, 2, 5, 5)), rng.normal(size=(4, 3, 5, 5))
+    W_h = rng.normal(size=(3, 2, 3, 3))
+    bn_h = {"gamma": rng.uniform(0.5, 1.5, 3), "beta": rng.normal(size=3)}
+    bn_h.update(running_mean=np.zeros(3), running_var=np.ones(3))
+    ctx = pn.Context(xp=backend64.xp, training=True)
+    outputs = {}
+    for bias in (False, True):
+        conv, bn = Conv2D(2, 3, 3, padding=1, bias=bias), BatchNorm(3)
+        p_conv = {"W": backend64.asarray(W_h, "float64")}
+        if bias:
+            p_conv["b"] = backend64.asarray(rng.normal(scale=5.0, size=3), "float64")
+        p_bn = {k: backend64.asarray(v, "float64") for k, v in bn_h.items()}
+        h, conv_backprop = conv.forward(p_conv, backend64.asarray(x_h, "float64"), ctx)
+        y, bn_backprop = bn.forward(p_bn, h, ctx)
+        dx, conv_grads = conv_backprop(bn_backprop(backend64.asarray(dy_h, "float64"))[0])
+        outputs[bias] = [host_copies(a) for a in (y, dx, conv_grads["W"])]
+        if bias:
+            db = host_copies(conv_grads["b"])
+            assert np.abs(db).max() < 1e-12 * np.abs(dy_h).sum()
+    for with_bias, without in zip(outputs[True], outputs[False], strict=True):
+        np.testing.assert_allclose(with_bias, without, rtol=1e-10, atol=1e-12)
+    # And the job's network follows it: no convolution there feeds a BatchNorm with a bias.
+    spec = yaml.safe_load(CNN_CONFIG.read_text())["layers"]
+    for layer, after in zip(spec, spec[1:]):
+        if layer["class"] == "Conv2D" and after["class"] == "BatchNorm":
+            assert layer["config"].get("bias") is False, layer
