@@ -5,6 +5,7 @@ the optimizer does not, save/load keeps them)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,6 @@ def test_a_convolution_bias_before_batchnorm_changes_nothing(backend64):
         np.testing.assert_allclose(with_bias, without, rtol=1e-10, atol=1e-12)
     # And the job's network follows it: no convolution there feeds a BatchNorm with a bias.
     spec = yaml.safe_load(CNN_CONFIG.read_text())["layers"]
-    for layer, after in zip(spec, spec[1:]):
+    for layer, after in itertools.pairwise(spec):
         if layer["class"] == "Conv2D" and after["class"] == "BatchNorm":
             assert layer["config"].get("bias") is False, layer
