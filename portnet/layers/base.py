@@ -57,6 +57,10 @@ class Context:
         Inference only: this is test-time flipping's flipped pass
         (``Model(test_time_flip=True)``), so :class:`~portnet.RandomFlip` layers
         flip every image.
+    shard : BatchShard or None
+        Training only: this pass runs one row shard of the batch, beside the others
+        (:mod:`portnet.training.shards`). A layer whose maths spans the batch sums
+        over it with :meth:`batch_sum` and :meth:`batch_rows`.
     """
 
     xp: Any
@@ -66,10 +70,20 @@ class Context:
     check_inputs: bool = True
     ops: Ops | None = None
     test_time_flip: bool = False
+    shard: Any = None
 
     def __post_init__(self) -> None:
         if self.ops is None:
             self.ops = ops_for(self.xp).with_inplace(False)
+
+    def batch_sum(self, *sums: Any) -> tuple[Any, ...]:
+        """Sums over this pass's rows, as sums over the whole batch: the same arrays,
+        unless the pass runs one shard of the batch (then added over the shards)."""
+        return sums if self.shard is None else self.shard.all_sum(sums)
+
+    def batch_rows(self, rows: int) -> int:
+        """Rows of the whole batch, given this pass's ``rows``."""
+        return rows if self.shard is None else self.shard.total_rows
 
 
 class ShapeMismatch(ConfigError):

@@ -132,12 +132,15 @@ class BatchNorm(Layer):
         gamma = params["gamma"]
         new_state = {}
         if ctx.training:
-            m = rows.shape[0] * reps
-            mean = colsum(rows) * (1.0 / m)
+            # Over the whole batch, also when this pass runs one shard of it.
+            m = ctx.batch_rows(rows.shape[0]) * reps
+            (mean,) = ctx.batch_sum(colsum(rows))
+            mean = mean * (1.0 / m)
             centered = rows - tile(mean)
             # Two passes (mean, then centred squares): exact where E[x^2] - mean^2
             # would cancel in float32.
-            var = colsum(centered * centered) * (1.0 / m)
+            (var,) = ctx.batch_sum(colsum(centered * centered))
+            var = var * (1.0 / m)
             a, unbiased = self.momentum, m / max(m - 1, 1)
             new_state = {
                 "running_mean": (1.0 - a) * params["running_mean"] + a * mean,
@@ -162,8 +165,10 @@ class BatchNorm(Layer):
                 x_hat_sum = colsum(d * (rows - tile(params["running_mean"])))
                 grads["gamma"] = x_hat_sum * inv_std
                 return _from_rows(xp, d * tile(scale), x_shape), grads
-            dgamma = colsum(d * centered) * inv_std
-            grads["gamma"] = dgamma
+            grads["gamma"] = colsum(d * centered) * inv_std
+            # dx takes the whole batch's sums; the gradients returned are this pass's
+            # (a sharded step adds the shards').
+            dbeta, dgamma = ctx.batch_sum(dbeta, grads["gamma"])
             # x_c (-k) - a dbeta / m + a d, with k = a s dgamma / m: two fused products
             # (one pass each on torch), the signs folded into the per-channel factors.
             dx = ops.multiply_add(

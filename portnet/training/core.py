@@ -26,6 +26,7 @@ step is pure and the state passed in is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from .losses import Loss
 from .optim import Optimizer
 from .regularizers import Regularizer
 from .rows import HostRows
+from .shards import ShardPlan, plan_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +229,7 @@ class Trainer:
         *,
         regularize: bool = True,
         weight_sum: Any = None,
+        shards: ShardPlan | None = None,
     ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
         """Forward, loss, backprop and penalty gradients for one batch.
 
@@ -234,7 +237,9 @@ class Trainer:
         :class:`~portnet.training.losses.Loss`). ``regularize=False`` leaves the penalties out;
         per-sample penalties are divided by ``weight_sum`` (by default the batch's
         total sample weight: its size without ``sample_weight``). A full-batch objective summed over
-        chunks regularizes once, with the whole data set's weight.
+        chunks regularizes once, with the whole data set's weight. ``shards`` (from
+        :func:`~portnet.training.shards.plan_for`) runs the batch's row shards in
+        parallel threads, without sample weights.
 
         Returns
         -------
@@ -248,10 +253,17 @@ class Trainer:
             :meth:`~portnet.Layer.forward_with_state`).
         """
         xp = ctx.xp
-        outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
-        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, sample_weight=sample_weight)
-        correct = self.loss.count_correct(xp, outputs, yb)
-        _, grads = backprop(d_outputs)
+        if shards is not None and sample_weight is None and shards.count(xb.shape[0]) > 1:
+            loss, correct, grads, state_updates = shards.loss_and_grads(
+                self, params, xb, yb, ctx, grad_scale
+            )
+        else:
+            outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
+            loss, d_outputs = self.loss(
+                outputs, yb, grad_scale=grad_scale, sample_weight=sample_weight
+            )
+            correct = self.loss.count_correct(xp, outputs, yb)
+            _, grads = backprop(d_outputs)
         if regularize and self.regularizers:
             if weight_sum is None:
                 weight_sum = xb.shape[0] if sample_weight is None else xp.sum(sample_weight)
@@ -271,12 +283,13 @@ class Trainer:
         ctx: Context,
         lr: Any = None,
         sample_weight: Any = None,
+        shards: ShardPlan | None = None,
     ) -> tuple[TrainState, tuple[Any, Any]]:
         """One minibatch step: ``(state, (loss, correct))``; no host synchronisation.
 
         ``lr`` defaults to the schedule's rate for ``state.epoch``; ``sample_weight``
         weighs the batch's samples (none by default). The loss returned is the weighted
-        mean when they are given.
+        mean when they are given. ``shards``: see :meth:`loss_and_grads`.
         """
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
         # Backprop is linear in d_outputs: scaling the small (batch x classes) output
@@ -285,7 +298,7 @@ class Trainer:
         # its own 1/N, so the scaling costs no extra kernel either.
         scale = self.optimizer.gradient_scale(lr)
         loss, correct, grads, updates = self.loss_and_grads(
-            state.params, xb, yb, ctx, 1.0 if scale is None else scale, sample_weight
+            state.params, xb, yb, ctx, 1.0 if scale is None else scale, sample_weight, shards=shards
         )
         params, opt_state = self.optimizer.update(
             state.params, grads, state.opt_state, lr, prescaled=scale is not None
@@ -355,16 +368,26 @@ class Trainer:
         """
         lr = self.optimizer.lr_at(state.epoch) if lr is None else lr
         ctx = self.training_context(xp_of(y), random)  # not X's: X may be HostRows
+        shards = plan_for(self, ctx.ops, sample_weight)
 
         def step(batch: Batch) -> tuple[Any, Any]:
             nonlocal state
             xb, yb, wb = batch.arrays()
-            state, out = self.train_step(state, xb, yb, ctx=ctx, lr=lr, sample_weight=wb)
+            state, out = self.train_step(
+                state, xb, yb, ctx=ctx, lr=lr, sample_weight=wb, shards=shards
+            )
             return out
 
-        loss_sum, correct_sum = run_batches(
-            step, X, y, order, batch_size, sample_weight=sample_weight, on_batch_end=on_batch_end
-        )
+        with contextlib.nullcontext() if shards is None else shards.blas_pinned():
+            loss_sum, correct_sum = run_batches(
+                step,
+                X,
+                y,
+                order,
+                batch_size,
+                sample_weight=sample_weight,
+                on_batch_end=on_batch_end,
+            )
         return state.replace(epoch=state.epoch + 1), loss_sum, correct_sum
 
     def train_epoch(
