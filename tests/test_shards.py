@@ -188,3 +188,34 @@ def test_fit_shards_a_numpy_cnn_with_the_blas_on_one_thread_and_restores_it():
         assert set(blas_threads()) == {2}
     finally:
         undo()
+
+
+def test_sharded_inference_is_the_whole_batch_inference():
+    """Evaluation and prediction run row shards side by side (map_rows): the same
+    outputs, with test-time flips and BatchNorm's running statistics, in float64."""
+    backend = pn.get_backend("numpy")
+    model = pn.Model(cnn_layers(), backend=backend, dtype="float64", seed=1, test_time_flip=True)
+    model.fit(*data(128), epochs=1, batch_size=64, verbose=0)
+    X = backend.asarray(data(150, seed=5)[0])
+    trainer, params = model.trainer, model.state.params
+    whole = trainer._inference_outputs(params, X, backend.xp)
+    for n_shards in (2, 3):
+        plan = ShardPlan(n_shards)
+        plan.count = lambda rows, n_shards=n_shards: n_shards
+        fn = lambda rows: trainer._inference_outputs(params, rows, backend.xp)  # noqa: E731
+        np.testing.assert_allclose(plan.map_rows(fn, X), whole, rtol=1e-12, atol=1e-14)
+    if shards._usable_cores() >= 2 and min(blas_threads(), default=1) >= 2:
+        np.testing.assert_allclose(trainer.inference_outputs(params, X), whole, rtol=1e-12)
+        rows_seen = []
+        original = ShardPlan.map_rows
+
+        def recording(self, fn, x):
+            rows_seen.append(x.shape[0])
+            return original(self, fn, x)
+
+        ShardPlan.map_rows = recording
+        try:
+            model.predict(X)
+        finally:
+            ShardPlan.map_rows = original
+        assert rows_seen == [150]

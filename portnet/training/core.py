@@ -427,6 +427,12 @@ class Trainer:
         ``xp`` defaults to the batch's namespace (the ONNX export passes ndonnx).
         """
         xp = xp_of(xb) if xp is None else xp
+        shards = plan_for(self, ops_for(xp))
+        if shards is not None:  # rows in parallel where a training step would be sharded
+            return shards.map_rows(lambda rows: self._inference_outputs(params, rows, xp), xb)
+        return self._inference_outputs(params, xb, xp)
+
+    def _inference_outputs(self, params: Tree, xb: Any, xp: Any) -> Any:
         ctx = Context(xp=xp, training=False, need_input_grad=False)
         # [0]: the backprop closure, which holds every layer's input, is dropped at once,
         # so the second pass does not run beside the first one's activations.

@@ -22,6 +22,9 @@ A sharded step is the whole batch's maths; only the order of float sums differs:
   from the epoch's stream, and each shard takes its own rows, so dropout, flips and
   shifts, and the stream's next draws, are those of an unsharded step;
 * the loss and its gradient are means over the whole batch.
+
+Inference (evaluation, prediction) is row-wise, so its row shards just run side by
+side (:meth:`ShardPlan.map_rows`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
+
+from array_api_compat import array_namespace
 
 #: Fewest rows per shard: smaller shards spend more of their time waiting on the GIL.
 MIN_SHARD_ROWS = 32
@@ -137,6 +142,21 @@ class ShardPlan:
         finally:
             limiter.restore_original_limits()
 
+    def map_rows(self, fn: Any, x: Any) -> Any:
+        """``fn(x)`` for a row-wise ``fn`` (inference), on :meth:`count` row shards of
+        ``x`` in parallel, with the BLAS on one thread; the outputs concatenated."""
+        n = x.shape[0]
+        k = self.count(n)
+        if k == 1:
+            return fn(x)
+        bounds = _bounds(n, k)
+        with self.blas_pinned():
+            futures = [_pool(self.n_shards).submit(fn, x[a:b, ...]) for a, b in bounds[1:]]
+            results = [_outcome(fn, x[: bounds[0][1], ...])]
+            results += [_outcome(future.result) for future in futures]
+        _first_failure(results)
+        return array_namespace(results[0]).concat(results, axis=0)
+
     def loss_and_grads(
         self, trainer: Any, params: Any, xb: Any, yb: Any, ctx: Any, grad_scale: Any
     ) -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -145,7 +165,7 @@ class ShardPlan:
         penalties, from :meth:`count` shards run in parallel."""
         n = xb.shape[0]
         k = self.count(n)
-        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+        bounds = _bounds(n, k)
         group = ShardGroup(k, n)
         shared = None if ctx.random is None else SharedDraws(ctx.random, bounds)
 
@@ -172,10 +192,7 @@ class ShardPlan:
 
         futures = [_pool(self.n_shards).submit(run, i) for i in range(1, k)]
         results = [_outcome(run, 0)] + [_outcome(future.result) for future in futures]
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:  # the failure itself, not the broken barrier it left the others
-            broken = threading.BrokenBarrierError
-            raise next((f for f in failures if not isinstance(f, broken)), failures[0])
+        _first_failure(results)
         ops = ctx.ops
         loss, correct, grads, updates = results[0]
         for shard_loss, shard_correct, shard_grads, _ in results[1:]:
@@ -184,6 +201,19 @@ class ShardPlan:
                 for key in total:
                     total[key] = ops.add(total[key], part[key])
         return loss, correct, grads, updates  # updates: every shard's are the same
+
+
+def _bounds(n: int, k: int) -> list[tuple[int, int]]:
+    """``k`` contiguous row ranges of ``n`` rows, as even as can be."""
+    return [(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+
+def _first_failure(results: list[Any]) -> None:
+    """Raise the shards' failure, not the broken barrier it left the others."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        broken = threading.BrokenBarrierError
+        raise next((f for f in failures if not isinstance(f, broken)), failures[0])
 
 
 def _outcome(call: Any, *args: Any) -> Any:
