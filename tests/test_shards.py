@@ -219,3 +219,21 @@ def test_sharded_inference_is_the_whole_batch_inference():
         finally:
             ShardPlan.map_rows = original
         assert rows_seen == [150]
+
+
+def test_trainings_in_several_threads_share_the_shard_threads():
+    """Two models trained at once from two threads (as a threaded sweep would), each
+    step in three shards on the pool's two threads: both finish and each equals its
+    whole-batch training, so the shards of different steps never wait on each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole_params, _ = train_epochs(None, epochs=1)
+    plan = ShardPlan(3)
+    plan.count = lambda rows: 3 if rows >= 6 else 1
+    with ThreadPoolExecutor(2) as runners:
+        runs = [runners.submit(train_epochs, plan, 1) for _ in range(2)]
+        results = [run.result(timeout=120) for run in runs]
+    for params, _ in results:
+        for whole, sharded in zip(whole_params, params, strict=True):
+            for key in whole:
+                np.testing.assert_allclose(sharded[key], whole[key], rtol=1e-9, atol=1e-12)

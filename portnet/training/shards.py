@@ -151,7 +151,7 @@ class ShardPlan:
             return fn(x)
         bounds = _bounds(n, k)
         with self.blas_pinned():
-            futures = [_pool(self.n_shards).submit(fn, x[a:b, ...]) for a, b in bounds[1:]]
+            futures = _submit(self.n_shards, [(fn, x[a:b, ...]) for a, b in bounds[1:]])
             results = [_outcome(fn, x[: bounds[0][1], ...])]
             results += [_outcome(future.result) for future in futures]
         _first_failure(results)
@@ -190,7 +190,7 @@ class ShardPlan:
                 raise
             return loss * share, correct, grads, updates
 
-        futures = [_pool(self.n_shards).submit(run, i) for i in range(1, k)]
+        futures = _submit(self.n_shards, [(run, i) for i in range(1, k)])
         results = [_outcome(run, 0)] + [_outcome(future.result) for future in futures]
         _first_failure(results)
         ops = ctx.ops
@@ -255,6 +255,18 @@ def _controller() -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+_SUBMITTING = threading.Lock()
+
+
+def _submit(n_shards: int, calls: list[tuple[Any, Any]]) -> list[Any]:
+    """Queue one step's shards 1 and on, together: steps trained in several threads
+    at once then never hold the pool's threads with parts of different steps, each
+    waiting at its barrier for a part queued behind the other's."""
+    pool = _pool(n_shards)
+    with _SUBMITTING:
+        return [pool.submit(fn, arg) for fn, arg in calls]
 
 
 @functools.cache
