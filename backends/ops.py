@@ -100,6 +100,13 @@ class Ops:
         """Whether the training step can be compiled (with ``jax.jit``)."""
         return self.library == "jax"
 
+    @property
+    def single_core_passes(self) -> bool:
+        """Whether element-wise passes run on one CPU core (NumPy's do; torch spreads
+        them over its threads, CuPy and JAX run on their device), so that a step's
+        row shards in threads use the other cores (:mod:`portnet.training.shards`)."""
+        return self.library == "numpy"
+
     def with_inplace(self, inplace: bool | None) -> Ops:
         """The Ops of the same library that updates in place (``True``) or rebinds
         (``False``); ``None`` gives the library's default (in place where possible).

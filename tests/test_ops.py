@@ -24,6 +24,7 @@ def test_each_backend_names_its_library_and_capabilities(backend):
     assert ops.inplace is ops.can_mutate is (ops.library in ("numpy", "cupy", "torch"))
     assert ops.can_compile is (backend.name == "jax")
     assert (ops.native is not None) is (ops.library in ("cupy", "torch"))
+    assert ops.single_core_passes is (ops.library == "numpy")
 
 
 def test_ops_are_cached_per_namespace_array_type_and_mode(backend):

@@ -10,6 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import portnet as pn
+from portnet.errors import ConfigError
 from portnet.layers.base import Layer, RandomStream
 from portnet.layers.conv import Conv2D, Flatten, Reshape
 from portnet.layers.normalization import BatchNorm
@@ -127,7 +128,7 @@ def test_a_draw_that_is_not_one_row_per_sample_is_refused_with_the_way_out():
     model = pn.Model([DrawsOneNumber(), pn.Dense(36, 3)], backend=backend, dtype="float64")
     X, y = (backend.asarray(a) for a in data(64))
     ctx = model.trainer.training_context(backend.xp, RandomStream(backend, 0))
-    with pytest.raises(RuntimeError, match=r"shape \(1,\).*limit_threads\(1\)"):
+    with pytest.raises(ConfigError, match=r"shape \(1,\).*limit_threads\(1\)"):
         model.trainer.train_step(model.state, X, y, ctx=ctx, shards=ShardPlan(2))
 
 

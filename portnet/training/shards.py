@@ -41,6 +41,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from ..errors import ConfigError
+
 #: Fewest rows per shard: smaller shards spend more of their time waiting on the GIL.
 MIN_SHARD_ROWS = 32
 
@@ -113,7 +115,7 @@ class _ShardStream:
     def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
         start, stop = self.shared.bounds[self.index]
         if not shape or shape[0] != stop - start:
-            raise RuntimeError(
+            raise ConfigError(
                 f"a sharded training step can only draw one row of random numbers per "
                 f"sample, but a layer asked for shape {shape} in a shard of {stop - start} "
                 "rows; train with portnet.limit_threads(1) to turn sharding off"
@@ -233,7 +235,7 @@ def plan_for(trainer: Any, ops: Any, sample_weight: Any = None) -> ShardPlan | N
     """
     from ..layers.conv import Conv2D
 
-    if ops.library != "numpy" or sample_weight is not None:
+    if not ops.single_core_passes or sample_weight is not None:
         return None
     if not any(isinstance(layer, Conv2D) for layer in trainer.layers):
         return None
