@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run that was killed or stopped, from the checkpoint it wrote after "
         "its last finished epoch (RUN_DIR/checkpoint.npz); RUN_DIR/config.json fixes every "
         "setting, only --backend, --device and --threads may change. The result equals an "
-        "uninterrupted run's",
+        "uninterrupted run's (for a CNN on NumPy with the same --threads: other thread "
+        "counts shard its batches otherwise, which changes the last bits)",
     )
     g.add_argument(
         "--evaluate",
