@@ -43,7 +43,8 @@ from array_api_compat import array_namespace
 
 from ..errors import ConfigError
 
-#: Fewest rows per shard: smaller shards spend more of their time waiting on the GIL.
+#: Fewest rows per shard. Not tuned: a shard's Python work holds the GIL for as long
+#: whatever its size, so smaller shards would each wait on it for a larger share.
 MIN_SHARD_ROWS = 32
 
 
