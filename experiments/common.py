@@ -171,5 +171,6 @@ def positive_int(text: str) -> int:
 
 THREADS_HELP = (
     "limit BLAS, OpenMP and torch CPU threads to N (default: each library's own, "
-    "usually one per core); on a busy or small machine 1 or 2 is steadier and often faster"
+    "usually one per core); on a busy or small machine 1 or 2 is steadier and often faster. "
+    "A CNN on NumPy trains each batch in one row shard per thread (1: whole batches on one core)"
 )

@@ -43,8 +43,8 @@ from array_api_compat import array_namespace
 
 from ..errors import ConfigError
 
-#: Fewest rows per shard. Not tuned: a shard's Python work holds the GIL for as long
-#: whatever its size, so smaller shards would each wait on it for a larger share.
+#: Fewest rows per shard. Not tuned: a shard's Python work, done under the GIL, takes as
+#: long whatever the shard's size, so it would weigh more in smaller shards.
 MIN_SHARD_ROWS = 32
 
 
