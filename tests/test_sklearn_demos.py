@@ -26,7 +26,7 @@ def test_the_defaults_table_compares_both_libraries_row_by_row(capsys):
 def test_the_grid_search_on_a_dask_cluster_picks_what_one_machine_picks(capsys):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
     ) as cluster:
         assert sklearn_demo.main([*QUICK, "--scheduler", cluster.scheduler_address]) == 0
     out = capsys.readouterr().out

@@ -318,7 +318,7 @@ def cluster():
         "distributed", reason='dask not installed: pip install "portnet[dask]"'
     )
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True
+        n_workers=2, threads_per_worker=1, dashboard_address=":0", processes=True
     ) as local:
         yield local.scheduler_address
 

@@ -314,8 +314,10 @@ class _DaskRunner:
                 ) from None
         else:
             with _Environ(_thread_env(int(dask_workers))):
+                # ":0": its HTTP server on a free port; None still takes 8787, or
+                # warns and moves when another cluster holds it.
                 self.cluster = LocalCluster(
-                    n_workers=int(dask_workers), threads_per_worker=1, dashboard_address=None
+                    n_workers=int(dask_workers), threads_per_worker=1, dashboard_address=":0"
                 )
             self.client = Client(self.cluster)
         self.address = self.client.scheduler.address
