@@ -7,6 +7,7 @@ Config files, clean errors and atomic outputs (data preparation is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 
 from portnet.errors import ConfigError, PortnetError
 from portnet.io.model_file import atomic_write_bytes
-from portnet.training.run_config import read_config_file
+from portnet.training.run_config import RunConfig, read_config_file
 
 EXIT_USAGE = 2
 
@@ -169,8 +170,5 @@ def positive_int(text: str) -> int:
     return value
 
 
-THREADS_HELP = (
-    "limit BLAS, OpenMP and torch CPU threads to N (default: each library's own, "
-    "usually one per core); on a busy or small machine 1 or 2 is steadier and often faster. "
-    "A CNN on NumPy trains each batch in one row shard per thread (1: whole batches on one core)"
-)
+#: The main job's --threads help, for the other commands' --threads.
+THREADS_HELP = {f.name: f for f in dataclasses.fields(RunConfig)}["threads"].metadata["help"]

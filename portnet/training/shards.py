@@ -152,11 +152,10 @@ class ShardPlan:
         k = self.count(n)
         if k == 1:
             return fn(x)
-        bounds = _bounds(n, k)
+        rows = [x[a:b, ...] for a, b in _bounds(n, k)]
         with self.blas_pinned():
-            futures = _submit(self.n_shards, [(fn, x[a:b, ...]) for a, b in bounds[1:]])
-            results = [_outcome(fn, x[: bounds[0][1], ...])]
-            results += [_outcome(future.result) for future in futures]
+            futures = _submit(self.n_shards, [(fn, shard) for shard in rows[1:]])
+            results = [_outcome(fn, rows[0])] + [_outcome(future.result) for future in futures]
         _first_failure(results)
         return array_namespace(results[0]).concat(results, axis=0)
 
