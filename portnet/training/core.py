@@ -258,12 +258,9 @@ class Trainer:
                 self, params, xb, yb, ctx, grad_scale
             )
         else:
-            outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
-            loss, d_outputs = self.loss(
-                outputs, yb, grad_scale=grad_scale, sample_weight=sample_weight
+            loss, correct, grads, state_updates = self.forward_backward(
+                params, xb, yb, ctx, grad_scale, sample_weight
             )
-            correct = self.loss.count_correct(xp, outputs, yb)
-            _, grads = backprop(d_outputs)
         if regularize and self.regularizers:
             if weight_sum is None:
                 weight_sum = xb.shape[0] if sample_weight is None else xp.sum(sample_weight)
@@ -272,6 +269,24 @@ class Trainer:
             grads = self.add_penalty_grads(
                 xp, params, grads, grad_scale, weight_sum, inplace=ctx.ops.inplace and ctx.training
             )
+        return loss, correct, grads, state_updates
+
+    def forward_backward(
+        self,
+        params: Tree,
+        xb: Any,
+        yb: Any,
+        ctx: Context,
+        grad_scale: Any = 1.0,
+        sample_weight: Any = None,
+    ) -> tuple[Any, Any, Tree, list[dict[str, Any]]]:
+        """Forward, loss and backprop of ``xb``, without penalties: the mean loss and
+        correct count (0-d), gradients times ``grad_scale`` and state updates (a sharded
+        step runs it on each shard)."""
+        outputs, backprop, state_updates = self.network.forward_with_state(params, xb, ctx)
+        loss, d_outputs = self.loss(outputs, yb, grad_scale=grad_scale, sample_weight=sample_weight)
+        correct = self.loss.count_correct(ctx.xp, outputs, yb)
+        _, grads = backprop(d_outputs)
         return loss, correct, grads, state_updates
 
     def train_step(

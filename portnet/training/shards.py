@@ -180,13 +180,9 @@ class ShardPlan:
             )
             share = (stop - start) / n
             try:
-                outputs, backprop, updates = trainer.network.forward_with_state(
-                    params, xb[start:stop, ...], shard_ctx
+                loss, correct, grads, updates = trainer.forward_backward(
+                    params, xb[start:stop, ...], yb[start:stop, ...], shard_ctx, grad_scale * share
                 )
-                targets = yb[start:stop, ...]
-                loss, d_outputs = trainer.loss(outputs, targets, grad_scale=grad_scale * share)
-                correct = trainer.loss.count_correct(ctx.xp, outputs, targets)
-                _, grads = backprop(d_outputs)
             except BaseException:
                 group.abort()
                 raise
