@@ -137,6 +137,7 @@ def start_run(config: pn.RunConfig) -> pn.PreparedRun:
         f"{config.batch_size}, {config.epochs} epochs"
         + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")
         + (", test-time flips" if run.model.test_time_flip else "")
+        + (f", test-time shifts of ±{config.test_time_shift} px" if config.test_time_shift else "")
     )
     print(run.model.summary(config.batch_size))
     return run

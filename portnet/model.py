@@ -73,6 +73,13 @@ class Model:
         :class:`~portnet.RandomFlip` layer flips the images, so the network
         needs one. Costs a second inference pass; a model trained with random flips
         gains a few tenths of a percent of accuracy on Fashion-MNIST.
+    test_time_shift : int
+        With ``s > 0``, predict and evaluate with the mean of the class
+        probabilities for each image and for it moved by ``s`` pixels up, down,
+        left and right (with :attr:`test_time_flip`, each flipped too: ten
+        passes). The network's :class:`~portnet.RandomShift` layer moves the
+        images, so the network needs one. The validation scores of each epoch in
+        :meth:`fit` leave the shifts out, to keep epochs short. 0 (none) by default.
 
     Examples
     --------
@@ -100,6 +107,7 @@ class Model:
         seed: int = 0,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         test_time_flip: bool = False,
+        test_time_shift: int = 0,
     ):
         self.network = layers if isinstance(layers, Sequential) else Sequential(list(layers))
         self.loss = get_loss(loss)
@@ -121,14 +129,18 @@ class Model:
         if hasattr(first, "n_in"):  # else checked against the data, at fit
             check_chain(self.network.layers, (first.n_in,))
             self._checked_shapes.add((first.n_in,))
+        test_time_shift = check_number("test_time_shift", test_time_shift, low=0, integer=True)
         if test_time_flip:
-            _check_test_time_flip(self.network, self.loss)
+            _check_test_time_view(self.network, self.loss, "test_time_flip")
+        if test_time_shift:
+            _check_test_time_view(self.network, self.loss, "test_time_shift")
         self.trainer = Trainer(
             _trained_network(self.network, self.loss),
             self.loss,
             optimizer,
             self.regularizers,
             test_time_flip=bool(test_time_flip),
+            test_time_shift=int(test_time_shift),
         )
         host = self.network.init(np.random.default_rng(self.seed))
         with self.backend.device_scope():
@@ -160,6 +172,11 @@ class Model:
     def test_time_flip(self) -> bool:
         """Whether predictions average each image's and its flipped image's (the trainer's)."""
         return self.trainer.test_time_flip
+
+    @property
+    def test_time_shift(self) -> int:
+        """Pixels by which predictions also move each image, 0 for none (the trainer's)."""
+        return self.trainer.test_time_shift
 
     @property
     def epochs_trained(self) -> int:
@@ -414,6 +431,7 @@ class Model:
             "dtype": self.dtype_name,
             "seed": self.seed,
             "test_time_flip": self.test_time_flip,
+            "test_time_shift": self.test_time_shift,
         }
 
     def __repr__(self) -> str:
@@ -423,22 +441,28 @@ class Model:
         )
 
 
-def _check_test_time_flip(network: Sequential, loss: Loss) -> None:
-    """test_time_flip needs a RandomFlip to flip the images, and predictions
-    that can be averaged."""
-    from .layers.augment import RandomFlip
+def _check_test_time_view(network: Sequential, loss: Loss, option: str) -> None:
+    """``test_time_flip`` needs a RandomFlip to flip the images, ``test_time_shift`` a
+    RandomShift to move them, and both predictions that can be averaged."""
+    from .layers.augment import RandomFlip, RandomShift
 
-    if not any(isinstance(layer, RandomFlip) for layer in network.layers):
+    layer, view = {
+        "test_time_flip": (RandomFlip, "its flipped image"),
+        "test_time_shift": (RandomShift, "its shifted copies"),
+    }[option]
+    name = layer.__name__
+    if not any(isinstance(each, layer) for each in network.layers):
         raise ConfigError(
-            "test_time_flip averages the predictions for each image and its flipped image, "
-            "which the network's RandomFlip layer makes, but the network has none: put "
-            "RandomFlip() after the Reshape that turns rows into images (pn.mlp(..., "
-            "flip=(1, 28, 28)) does it for an MLP), or drop test_time_flip."
+            f"{option} averages the predictions for each image and {view}, which the "
+            f"network's {name} layer makes, but the network has none: put {name}() after "
+            "the Reshape that turns rows into images"
+            + (" (pn.mlp(..., flip=(1, 28, 28)) does it for an MLP)" if layer is RandomFlip else "")
+            + f", or drop {option}."
         )
-    if not loss.supports_test_time_flip:
+    if not loss.supports_test_time_views:
         raise ConfigError(
-            "test_time_flip is available for the softmax cross-entropy and mean squared "
-            f"error losses, not for {loss.name}; drop test_time_flip."
+            f"{option} is available for the softmax cross-entropy and mean squared "
+            f"error losses, not for {loss.name}; drop {option}."
         )
 
 

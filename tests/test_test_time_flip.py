@@ -61,8 +61,11 @@ def test_averaging_is_stable_for_huge_logits():
     loss = pn.SoftmaxCrossEntropy()
     a = np.array([[1e4, 0.0, -1e4]])
     b = np.array([[0.0, 1e4, -1e4]])
-    z = loss.average_outputs(np, a, b)
+    z = loss.average_outputs(np, [a, b])
     np.testing.assert_allclose(_softmax(z), [[0.5, 0.5, 0.0]], atol=1e-12)
+    c = np.array([[-1e4, 0.0, 1e4]])
+    z = loss.average_outputs(np, [a, b, c])
+    np.testing.assert_allclose(_softmax(z), [[1 / 3, 1 / 3, 1 / 3]], atol=1e-12)
 
 
 def test_training_is_unchanged_and_validation_uses_both_views(numpy_backend):

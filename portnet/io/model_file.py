@@ -250,6 +250,7 @@ def load_model(model_class, path, backend=None, device=None, dtype=None):
             dtype=dtype or meta["dtype"],
             seed=meta.get("seed", 0),
             test_time_flip=meta.get("test_time_flip", False),
+            test_time_shift=meta.get("test_time_shift", 0),
         )
         model.set_weights(record.weights)
     except (ConfigError, KeyError, TypeError) as exc:

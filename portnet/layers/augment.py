@@ -101,7 +101,9 @@ class RandomShift(Layer):
         self.max_shift = int(max_shift)
 
     def forward(self, params, x, ctx):
-        if not ctx.training or self.max_shift == 0:
+        if not ctx.training:
+            return _view_shift(ctx.xp, x, *ctx.test_time_shift)
+        if self.max_shift == 0:
             return x, lambda dy: (dy, {})
         _check_training_images("RandomShift", "moves", x, ctx)
         xp, s = ctx.xp, self.max_shift
@@ -122,6 +124,38 @@ class RandomShift(Layer):
 
     def get_config(self):
         return {"max_shift": self.max_shift}
+
+
+def _view_shift(xp, x, rows: int, cols: int):
+    """A test-time view's shift, the same for every image: ``y[..., i, j] =
+    x[..., i + rows, j + cols]`` with zero fill, and its adjoint, the opposite shift."""
+    if rows == cols == 0:
+        return x, lambda dy: (dy, {})
+
+    def shift(a, sign):
+        return _move(xp, _move(xp, a, sign * rows, axis=-2), sign * cols, axis=-1)
+
+    return shift(x, 1), lambda dy: (shift(dy, -1), {})
+
+
+def _move(xp, a, k: int, axis: int):
+    """``out[..., i, ...] = a[..., i + k, ...]`` along ``axis`` (-1 or -2) with zero fill:
+    the kept slice and a zero border, concatenated."""
+    if k == 0:
+        return a
+
+    def part(start, stop):
+        return a[..., start:stop] if axis == -1 else a[..., start:stop, :]
+
+    kept, dropped = (part(k, None), part(None, k)) if k > 0 else (part(None, k), part(k, None))
+    if None in dropped.shape:
+        # A lazy array (ndonnx, for the ONNX export) knows the batch size only when the
+        # graph runs; its zeros_like forgets the image's sizes too, which the next
+        # convolution needs, so the border is the dropped slice times zero.
+        border = dropped * 0.0
+    else:
+        border = xp.zeros(dropped.shape, dtype=a.dtype, device=device_of(a))
+    return xp.concat([kept, border] if k > 0 else [border, kept], axis=axis)
 
 
 def _shift_axis(xp, a, shifts, s, axis):

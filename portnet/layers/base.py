@@ -57,6 +57,10 @@ class Context:
         Inference only: this is test-time flipping's flipped pass
         (``Model(test_time_flip=True)``), so :class:`~portnet.RandomFlip` layers
         flip every image.
+    test_time_shift : tuple of int
+        Inference only: the ``(rows, columns)`` by which this test-time view moves
+        the images (``Model(test_time_shift=...)``): :class:`~portnet.RandomShift`
+        layers move every image by it.
     shard : BatchShard or None
         Training only: this pass runs one row shard of the batch, beside the others
         (:mod:`portnet.training.shards`). A layer whose maths spans the batch sums
@@ -70,6 +74,7 @@ class Context:
     check_inputs: bool = True
     ops: Ops | None = None
     test_time_flip: bool = False
+    test_time_shift: tuple[int, int] = (0, 0)
     shard: Any = None
 
     def __post_init__(self) -> None:

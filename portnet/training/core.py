@@ -179,6 +179,10 @@ class Trainer:
     test_time_flip : bool
         Inference averages the predictions for each input and for its flipped image
         (the network's RandomFlip layers flip every image in a second pass).
+    test_time_shift : int
+        With ``s > 0``, inference also averages over each image moved by ``s`` pixels
+        up, down, left and right (the network's RandomShift layers move them): five
+        positions, each flipped too with :attr:`test_time_flip`.
     loss_includes_penalty : bool
         Report each step's loss with the penalties added, as scikit-learn's ``loss_``
         does; by default the reported loss is the data's alone.
@@ -189,6 +193,7 @@ class Trainer:
     optimizer: Optimizer
     regularizers: Sequence[Regularizer] = ()
     test_time_flip: bool = False
+    test_time_shift: int = 0
     loss_includes_penalty: bool = False
 
     def __post_init__(self) -> None:
@@ -436,8 +441,9 @@ class Trainer:
 
     def inference_outputs(self, params: Tree, xb: Any, xp: Any = None) -> Any:
         """The network's outputs for one batch in inference mode (logits, before a fused
-        activation). With :attr:`test_time_flip`, outputs whose predictions average
-        those for the batch and for its flipped images (:meth:`Loss.average_outputs`).
+        activation). With :attr:`test_time_flip` or :attr:`test_time_shift`, outputs
+        whose predictions average those of the :meth:`test_time_views`
+        (:meth:`Loss.average_outputs`).
 
         ``xp`` defaults to the batch's namespace (the ONNX export passes ndonnx).
         """
@@ -447,16 +453,36 @@ class Trainer:
             return shards.map_rows(lambda rows: self._inference_outputs(params, rows, xp), xb)
         return self._inference_outputs(params, xb, xp)
 
+    def test_time_views(self) -> list[tuple[bool, tuple[int, int]]]:
+        """The inference passes whose predictions are averaged, as ``(flip, (rows,
+        columns))``: the images as they are first, then their shifts, then the same
+        flipped (:attr:`test_time_flip`, :attr:`test_time_shift`)."""
+        s = self.test_time_shift
+        shifts = [(0, 0)] + ([(s, 0), (-s, 0), (0, s), (0, -s)] if s else [])
+        flips = (False, True) if self.test_time_flip else (False,)
+        return [(flip, shift) for flip in flips for shift in shifts]
+
+    def epoch_validator(self) -> Trainer:
+        """The trainer that scores each epoch's validation in ``fit``: this one, or,
+        with :attr:`test_time_shift`, this one without the shifts. Five times the
+        inference passes would add about a third to a small CNN's epoch, for a score
+        that only tracks progress; predict and evaluate use them. Made once, so that a
+        compiled evaluation of it is reused."""
+        if not self.test_time_shift:
+            return self
+        if getattr(self, "_epoch_validator", None) is None:
+            self._epoch_validator = dataclasses.replace(self, test_time_shift=0)
+        return self._epoch_validator
+
     def _inference_outputs(self, params: Tree, xb: Any, xp: Any) -> Any:
         ctx = Context(xp=xp, training=False, need_input_grad=False)
-        # [0]: the backprop closure, which holds every layer's input, is dropped at once,
-        # so the second pass does not run beside the first one's activations.
-        outputs = self.network.forward(params, xb, ctx)[0]
-        if not self.test_time_flip:
-            return outputs
-        flipped_ctx = dataclasses.replace(ctx, test_time_flip=True)
-        flipped = self.network.forward(params, xb, flipped_ctx)[0]
-        return self.loss.average_outputs(xp, outputs, flipped)
+        views = []
+        for flip, shift in self.test_time_views():
+            view_ctx = dataclasses.replace(ctx, test_time_flip=flip, test_time_shift=shift)
+            # [0]: the backprop closure, which holds every layer's input, is dropped at
+            # once, so the next pass does not run beside this one's activations.
+            views.append(self.network.forward(params, xb, view_ctx)[0])
+        return views[0] if len(views) == 1 else self.loss.average_outputs(xp, views)
 
     def evaluate_batch(self, params: Tree, xb: Any, yb: Any) -> tuple[Any, Any]:
         """One batch in inference mode: its summed loss and correct count (0-d arrays)."""

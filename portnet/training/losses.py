@@ -8,6 +8,7 @@ training loop's job, once per epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat
@@ -49,8 +50,9 @@ class Loss:
     name = ""
     #: Activation layer (class name) fused into the loss; a model ending in it trains on logits.
     output_activation: str | None = None
-    #: Whether test-time flipping can average predictions (:meth:`average_outputs`).
-    supports_test_time_flip = True
+    #: Whether test-time views (flips, shifts) can average predictions
+    #: (:meth:`average_outputs`).
+    supports_test_time_views = True
 
     def __call__(
         self, outputs: Any, targets: Any, grad_scale: Any = 1.0, sample_weight: Any = None
@@ -112,11 +114,12 @@ class Loss:
         """Predictions from outputs: raw outputs unless the task has classes."""
         return outputs
 
-    def average_outputs(self, xp: Any, first: Any, second: Any) -> Any:
-        """Outputs whose predictions are the mean of two views' predictions (test-time
-        flipping: the images and their flips): here the mean of the outputs themselves.
-        Meaningful only where :attr:`supports_test_time_flip` is true."""
-        return (first + second) * 0.5
+    def average_outputs(self, xp: Any, views: Sequence[Any]) -> Any:
+        """Outputs whose predictions are the mean of several views' predictions (the
+        test-time views: each image, its flip, its shifted copies): here the mean of
+        the outputs themselves. Meaningful only where :attr:`supports_test_time_views`
+        is true."""
+        return _sum(views) * (1.0 / len(views))
 
     def count_correct(self, xp: Any, outputs: Any, targets: Any) -> Any:
         """Correct predictions in a batch, as a 0-d device array (NaN: no accuracy)."""
@@ -218,14 +221,12 @@ class SoftmaxCrossEntropy(Loss):
     def probabilities(self, xp, outputs):
         return softmax(xp, outputs)
 
-    def average_outputs(self, xp, first, second):
-        r"""Logits whose softmax is the mean of the two views' softmax probabilities:
-        :math:`\log\frac12(\mathrm{softmax}(a) + \mathrm{softmax}(b))`, computed from
-        the log-probabilities shifted by their element-wise maximum (no overflow). The
-        loss of these logits is the cross-entropy of the averaged probabilities."""
-        log_a, log_b = log_softmax(xp, first), log_softmax(xp, second)
-        top = xp.maximum(log_a, log_b)
-        return top + xp.log((xp.exp(log_a - top) + xp.exp(log_b - top)) * 0.5)
+    def average_outputs(self, xp, views):
+        r"""Logits whose softmax is the mean of the views' softmax probabilities:
+        :math:`\log\frac1V\sum_v \mathrm{softmax}(a_v)`, from the log-probabilities
+        (:func:`_log_mean_exp`, no overflow). The loss of these logits is the
+        cross-entropy of the averaged probabilities."""
+        return _log_mean_exp(xp, [log_softmax(xp, view) for view in views])
 
     def predict(self, xp, outputs):
         """The class with the largest logit (int64)."""
@@ -249,7 +250,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     name = "sigmoid_binary_cross_entropy"
     output_activation = "Sigmoid"
-    supports_test_time_flip = False  # the mean of two logits is not that of two probabilities
+    supports_test_time_views = False  # the mean of two logits is not that of two probabilities
 
     def per_sample(self, xp, logits, targets):
         targets = xp.reshape(xp.astype(targets, logits.dtype), logits.shape)
@@ -363,10 +364,26 @@ class HalfPoissonDeviance(Loss):
         """The predicted means :math:`e^z`."""
         return xp.exp(outputs)
 
-    def average_outputs(self, xp, first, second):
-        """Outputs whose predicted means are the mean of the two views' means."""
-        top = xp.maximum(first, second)
-        return top + xp.log((xp.exp(first - top) + xp.exp(second - top)) * 0.5)
+    def average_outputs(self, xp, views):
+        """Outputs whose predicted means are the mean of the views' means."""
+        return _log_mean_exp(xp, views)
+
+
+def _sum(arrays: Sequence[Any]) -> Any:
+    """The element-wise sum of arrays, first to last."""
+    total = arrays[0]
+    for array in arrays[1:]:
+        total = total + array
+    return total
+
+
+def _log_mean_exp(xp: Any, logs: Sequence[Any]) -> Any:
+    r""":math:`\log\frac1V\sum_v e^{l_v}`, the exponents shifted by their element-wise
+    maximum so that none overflows."""
+    top = logs[0]
+    for log in logs[1:]:
+        top = xp.maximum(top, log)
+    return top + xp.log(_sum([xp.exp(log - top) for log in logs]) * (1.0 / len(logs)))
 
 
 def _check_length_and_finite(y: np.ndarray, n_samples: int, name: str) -> None:

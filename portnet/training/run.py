@@ -139,6 +139,7 @@ def prepare_run(config: RunConfig, data: Any = None) -> PreparedRun:
         dtype=config.dtype,
         seed=config.run_seed(),
         test_time_flip=config.uses_test_time_flip,
+        test_time_shift=config.test_time_shift,
     )
     return PreparedRun(config, data, model)
 

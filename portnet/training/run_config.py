@@ -178,6 +178,15 @@ class RunConfig:
         "on exactly when the network has one)",
         MODEL,
     )
+    test_time_shift: int = _option(
+        0,
+        Number(low=0, integer=True),
+        "predict and evaluate with the mean of the class probabilities for each image and "
+        "it moved by N pixels up, down, left and right (each flipped too with "
+        "test_time_flip); needs a RandomShift in the network. Each epoch's validation "
+        "leaves the shifts out (default 0: none)",
+        MODEL,
+    )
     # -- loss, optimizer, regularizers
     loss: str | dict = _option(
         "softmax_cross_entropy",
@@ -314,6 +323,11 @@ class RunConfig:
         return any(spec.get("class") == "RandomFlip" for spec in self.layers)
 
     @property
+    def shifts_training_images(self) -> bool:
+        """Whether the network has a RandomShift (the MLP never has)."""
+        return any(spec.get("class") == "RandomShift" for spec in self.layers or [])
+
+    @property
     def uses_test_time_flip(self) -> bool:
         """``test_time_flip``, or (left unset) on exactly when the network mirrors images."""
         if self.test_time_flip is None:
@@ -403,6 +417,13 @@ def _check_together(config: RunConfig) -> None:
             "made by the network's RandomFlip, but this run's network has none: turn on flip "
             "(MLP) or put a RandomFlip layer after the Reshape (layers list), or turn "
             "test_time_flip off"
+        )
+    if config.test_time_shift and not config.shifts_training_images:
+        raise ConfigError(
+            "test_time_shift averages the predictions for each image and its shifted "
+            "copies, made by the network's RandomShift, but this run's network has none: "
+            "put a RandomShift layer after the Reshape (layers list), or set "
+            "test_time_shift to 0"
         )
     from ..data import available_datasets
 

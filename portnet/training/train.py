@@ -109,19 +109,22 @@ def fit_loop(
 
 
 def _epoch_functions(model, compile: bool):
-    """``(train_epoch, evaluate_sums)``: the trainer's, or the jitted step's with ``compile``."""
+    """``(train_epoch, evaluate_sums)``: the trainer's, or the jitted step's with ``compile``;
+    ``evaluate_sums`` is the :meth:`~Trainer.epoch_validator`'s."""
     trainer = model.trainer
+    validator = trainer.epoch_validator()
     if not compile:
-        return trainer.train_epoch, trainer.evaluate_sums
+        return trainer.train_epoch, validator.evaluate_sums
     from .compiled import check_compilable, compiled_step, train_epoch_compiled
 
     check_compilable(model.backend)
     compiled = compiled_step(trainer, model.backend, model.state.opt_state)
+    validation = compiled_step(validator, model.backend, model.state.opt_state)
 
     def train_epoch(state, X, y, **kwargs):
         return train_epoch_compiled(trainer, compiled, state, X, y, **kwargs)
 
-    return train_epoch, compiled.evaluate_sums
+    return train_epoch, validation.evaluate_sums
 
 
 def _epoch_logs(backend, sums, n: int, validation, lr: float, start: float) -> dict[str, float]:
