@@ -319,7 +319,7 @@ def test_cnn_model_trains_saves_and_reloads(tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "CNN" in result.stdout
+    assert "CNN" in result.stdout and "test-time flips, test-time shifts of ±1 px" in result.stdout
     assert "Conv2D" in result.stdout and "(128, 32, 28, 28)" in result.stdout  # the summary
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "cnn"
@@ -372,13 +372,21 @@ def test_lr_find_writes_its_curve_and_suggests_a_rate_instead_of_training(tmp_pa
     assert not (out / "model.npz").exists() and not (out / "history.json").exists()
 
 
-def test_test_time_flips_follow_the_training_flips_unless_set():
+def resolved(argv):
+    """The main job's run configuration for these arguments."""
     from experiments import fashion
 
-    def resolved(argv):
-        return fashion.resolve_config(fashion.build_parser().parse_args(argv))[0]
+    return fashion.resolve_config(fashion.build_parser().parse_args(argv))[0]
 
+
+def test_test_time_flips_follow_the_training_flips_unless_set():
     assert resolved([]).uses_test_time_flip is True  # the default MLP flips
     assert resolved(["--no-flip"]).uses_test_time_flip is False
     assert resolved(["--model", "cnn"]).uses_test_time_flip is True  # cnn.yaml's RandomFlip
     assert resolved(["--model", "cnn", "--no-test-time-flip"]).uses_test_time_flip is False
+
+
+def test_the_cnn_predicts_with_test_time_shifts_unless_set():
+    assert resolved([]).test_time_shift == 0  # the MLP has no RandomShift
+    assert resolved(["--model", "cnn"]).test_time_shift == 1  # cnn.yaml's choice
+    assert resolved(["--model", "cnn", "--test-time-shift", "0"]).test_time_shift == 0
