@@ -37,6 +37,19 @@ def _cnn_maxpool() -> list[layers.Layer]:
     ]
 
 
+def _cnn_augmented() -> list[layers.Layer]:
+    # Both augmentations, in training and as test-time views.
+    return [
+        conv.Reshape(IMAGE),
+        augment.RandomFlip(),
+        augment.RandomShift(1),
+        conv.Conv2D(1, 4, 3, padding=1),
+        activations.ReLU(),
+        conv.Flatten(),
+        layers.Dense(4 * 8 * 8, N_CLASSES),
+    ]
+
+
 def _cnn_strided() -> list[layers.Layer]:
     # Stride 2 without bias, then overlapping, padded windows in both pooling layers.
     return [
@@ -82,6 +95,8 @@ class TrainingOption:
         Whether the inputs are flattened 1x8x8 images.
     fit_kwargs : dict
         Extra ``Model.fit`` arguments (early stopping, say).
+    model_kwargs : dict
+        Extra ``Model`` arguments (test-time views, say).
     """
 
     name: str
@@ -93,6 +108,7 @@ class TrainingOption:
     l2: float = 0.0
     image: bool = False
     fit_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -123,6 +139,7 @@ class TrainingOption:
             backend=backend,
             dtype=dtype,
             seed=seed,
+            **self.model_kwargs,
         )
 
     @property
@@ -203,6 +220,12 @@ OPTIONS: tuple[TrainingOption, ...] = (
         ],  # fmt: skip
     ),
     TrainingOption("cnn-maxpool", _cnn_maxpool, lambda: optim.Adam(1e-2), image=True),
+    TrainingOption(
+        "cnn-test-time-views",
+        _cnn_augmented,
+        image=True,
+        model_kwargs={"test_time_flip": True, "test_time_shift": 1},
+    ),
     TrainingOption("cnn-strided-pools", _cnn_strided, image=True),
     TrainingOption("cnn-winograd", _cnn_winograd, lambda: optim.Adam(1e-2), image=True),
     TrainingOption(
